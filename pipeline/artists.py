@@ -1,0 +1,169 @@
+"""Artists: workspace folders (face guide, songs, context), found by account id or slug.
+
+An artist is a folder with `artist.json` ({account_id, name, repository?, ref?}). Workspaces with a
+repository are cloned or updated with `git` into DATA_DIR before use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import BadInput, NotFound
+from pipeline.models import Artist, Song
+from pipeline.settings import DEMO_ARTIST_DIR, Settings
+
+SONG_EXTENSIONS = (".mp3", ".wav", ".m4a", ".flac", ".ogg")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:80] or "artist"
+
+
+def artist_roots(settings: Settings) -> list[Path]:
+    """Every artist workspace folder: those under ARTISTS_DIR, plus the bundled demo artist."""
+    roots: list[Path] = []
+    if settings.artists_dir and settings.artists_dir.is_dir():
+        roots += sorted(p.parent for p in settings.artists_dir.glob("*/artist.json"))
+    if settings.include_demo_artist and (DEMO_ARTIST_DIR / "artist.json").exists():
+        roots.append(DEMO_ARTIST_DIR)
+    return roots
+
+
+def read_artist(root: Path) -> Artist:
+    meta = json.loads((root / "artist.json").read_text(encoding="utf-8"))
+    return Artist(
+        account_id=str(uuid.UUID(meta["account_id"])),
+        slug=root.name,
+        name=meta.get("name") or root.name,
+        root=root,
+        repository=meta.get("repository"),
+        ref=meta.get("ref"),
+    )
+
+
+def list_artists(settings: Settings) -> list[Artist]:
+    artists: dict[str, Artist] = {}
+    for root in artist_roots(settings):
+        try:
+            artist = read_artist(root)
+        except (ValueError, KeyError, OSError):
+            continue  # a broken artist.json hides that artist, it does not break the list
+        artists.setdefault(artist.account_id, artist)  # a registered copy wins over the bundled demo
+    return list(artists.values())
+
+
+def find_artist(settings: Settings, key: str) -> Artist:
+    """The artist with this account id (or folder slug); NotFound with the original's message."""
+    key = (key or "").strip().lower()
+    for artist in list_artists(settings):
+        if artist.account_id == key or artist.slug == key:
+            return artist
+    raise NotFound("Artist not found for the provided artist_account_id", field=["artist_account_id"])
+
+
+def sync_repository(artist: Artist, settings: Settings) -> Artist:
+    """Clone or update the artist's git repository into DATA_DIR/workspaces and use that copy."""
+    if not artist.repository:
+        return artist
+    dest = settings.data_dir / "workspaces" / artist.account_id
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-c", "protocol.file.allow=always"]
+    try:
+        if (dest / ".git").exists():
+            subprocess.run([*git, "-C", str(dest), "fetch", "--depth", "1", "origin", artist.ref or "HEAD"],
+                           check=True, capture_output=True, timeout=120)
+            subprocess.run([*git, "-C", str(dest), "reset", "--hard", "FETCH_HEAD"],
+                           check=True, capture_output=True, timeout=60)
+        else:
+            tmp = dest.with_name(dest.name + ".cloning")
+            subprocess.run(["rm", "-rf", str(tmp)], check=True)
+            args = [*git, "clone", "--depth", "1"]
+            if artist.ref:
+                args += ["--branch", artist.ref]
+            subprocess.run([*args, "--", artist.repository, str(tmp)], check=True, capture_output=True, timeout=300)
+            tmp.rename(dest)
+    except subprocess.CalledProcessError as exc:
+        err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise BadInput(f"Could not fetch the artist's repository: {err[-1] if err else 'git failed'}") from None
+    except subprocess.TimeoutExpired:
+        raise BadInput("Could not fetch the artist's repository: git timed out") from None
+    return Artist(artist.account_id, artist.slug, artist.name, dest, artist.repository, artist.ref)
+
+
+def list_songs(artist: Artist) -> list[Song]:
+    """The artist's songs: songs/<slug>/<slug>.<ext> or songs/<slug>.<ext>, with a <slug>.lrc beside."""
+    songs_dir = artist.root / "songs"
+    found: dict[str, Song] = {}
+    if not songs_dir.is_dir():
+        return []
+    for path in sorted(songs_dir.rglob("*")):
+        if path.suffix.lower() not in SONG_EXTENSIONS or not path.is_file():
+            continue
+        rel = path.relative_to(songs_dir)
+        if len(rel.parts) > 2 or (len(rel.parts) == 2 and rel.parts[0] != path.stem):
+            continue
+        if path.resolve().parent not in (songs_dir.resolve(), (songs_dir / path.stem).resolve()):
+            continue  # a symlink pointing out of the workspace
+        slug = path.stem
+        lrc = path.with_suffix(".lrc")
+        found.setdefault(
+            slug.lower(),
+            Song(slug=slug, title=slug.replace("-", " ").replace("_", " ").title(), path=path,
+                 lrc_path=lrc if lrc.exists() else None),
+        )
+    return list(found.values())
+
+
+def find_song(artist: Artist, slug: str) -> Song:
+    """A slug matches one of the artist's songs, case-insensitively; never a path."""
+    wanted = slug.strip().lower()
+    for song in list_songs(artist):
+        if song.slug.lower() == wanted:
+            return song
+    names = ", ".join(s.slug for s in list_songs(artist)) or "none"
+    raise BadInput(f"Song '{slug}' is not one of this artist's songs (they are: {names})", field=["songs"])
+
+
+@dataclass(frozen=True)
+class Missing:
+    file: str
+    severity: str  # "required" | "recommended"
+    fix: str
+
+
+def check_readiness(artist: Artist, *, has_song_urls: bool = False, has_images: bool = False) -> list[Missing]:
+    """What the artist lacks, each with a one-line fix; required items block a run unless overridden."""
+    missing: list[Missing] = []
+    if not has_images and not artist.face_guide.is_file():
+        missing.append(Missing("context/images/face-guide.png", "required",
+                               "Add a clear, front-facing photo of the artist as context/images/face-guide.png "
+                               "(or pass `images`)."))
+    if not has_song_urls and not list_songs(artist):
+        missing.append(Missing("songs/", "required",
+                               "Add at least one song as songs/<slug>/<slug>.mp3 (or pass song URLs in `songs`)."))
+    if not artist.artist_context.is_file():
+        missing.append(Missing("context/artist.md", "recommended",
+                               "Describe who the artist is in context/artist.md; captions use it."))
+    if not artist.audience_context.is_file():
+        missing.append(Missing("context/audience.md", "recommended",
+                               "Describe who listens in context/audience.md; captions use it."))
+    return missing
+
+
+def read_context(artist: Artist) -> tuple[str, str]:
+    """The artist and audience context texts (empty when absent), capped to keep prompts small."""
+    def read(p: Path) -> str:
+        return p.read_text(encoding="utf-8", errors="replace")[:4000] if p.is_file() else ""
+
+    return read(artist.artist_context), read(artist.audience_context)
+
+
+def is_valid_slug(slug: str) -> bool:
+    return bool(_SLUG.match(slug))

@@ -1,0 +1,54 @@
+"""Which picture of the artist a run starts from: the first given image that shows a face, else the
+artist's face guide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.detect_face import detect_face
+from pipeline.errors import BadInput, FetchError
+from pipeline.fetch import Fetcher
+from pipeline.models import Artist
+
+
+def load_checked_image(path: Path, source: str) -> None:
+    """Make sure a file is an image Pillow can decode (content, not extension, decides)."""
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        raise FetchError(f"{source} is not an image that can be decoded", field=["images"]) from None
+
+
+def resolve_image(spec: str, fetcher: Fetcher, uploads_dir: Path) -> Path:
+    """A URL is fetched; a local path is accepted only from the uploads folder (the UI's uploads)."""
+    if "://" in spec:
+        path = fetcher.fetch(spec, field_name="images")
+    else:
+        path = Path(spec).resolve()
+        if uploads_dir.resolve() not in path.parents or not path.is_file():
+            raise BadInput(f"{spec} is not an uploaded image", field=["images"])
+    load_checked_image(path, spec)
+    return path
+
+
+def choose_face_guide(artist: Artist, images: list[str], fetcher: Fetcher, uploads_dir: Path,
+                      *, needs_face: bool = True) -> Path | None:
+    """The first of `images` with a face, else the artist's face-guide.png; None when the template needs none."""
+    if not needs_face:
+        return None
+    checked: list[Path] = []
+    for spec in images:
+        path = resolve_image(spec, fetcher, uploads_dir)
+        checked.append(path)
+        if detect_face(path) is not None:
+            return path
+    if artist.face_guide.is_file():
+        return artist.face_guide
+    if checked:
+        # No face found anywhere; the caller's own first image is still the best guide we have.
+        return checked[0]
+    raise BadInput("The artist has no face guide: add context/images/face-guide.png or pass `images`",
+                   field=["images"])

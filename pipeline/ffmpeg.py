@@ -1,0 +1,190 @@
+"""The one ffmpeg locator, runner and prober.
+
+imageio-ffmpeg ships ffmpeg but no ffprobe, so probing reads `ffmpeg -i` and decoding goes
+through pipes into numpy.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import BadInput, RenderError
+
+
+@lru_cache(maxsize=8)
+def ffmpeg_exe(configured: str | None = None) -> str:
+    """The ffmpeg binary: the configured one if given, else imageio-ffmpeg's."""
+    if configured:
+        found = shutil.which(configured) or (configured if Path(configured).exists() else None)
+        if not found:
+            raise RenderError(f"FFMPEG_BINARY={configured!r} was not found")
+        return found
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float | None
+    has_video: bool
+    has_audio: bool
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    video_codec: str | None = None
+    pix_fmt: str | None = None
+    audio_codec: str | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    rotation: int = 0
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: (\w+)[^,]*,\s*(\w+)[^,]*(?:\([^)]*\))?.*?,\s*(\d{2,6})x(\d{2,6})")
+_FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)[^,]*,\s*(\d+) Hz,\s*([^,]+)")
+_ROTATION = re.compile(r"rotation of (-?\d+(?:\.\d+)?) degrees|rotate\s*:\s*(-?\d+)")
+
+
+def parse_probe(stderr: str) -> MediaInfo:
+    """Read what `ffmpeg -i` printed about its first input."""
+    text = stderr.split("Output #", 1)[0]
+    m = _DURATION.search(text)
+    duration = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+    v = _VIDEO.search(text)
+    a = _AUDIO.search(text)
+    fps = None
+    if v:
+        line = text[v.start() : text.find("\n", v.start())]
+        f = _FPS.search(line)
+        fps = float(f[1]) if f else None
+    channels = None
+    if a:
+        layout = a[3].strip()
+        channels = {"mono": 1, "stereo": 2}.get(layout.split("(")[0])
+        if channels is None:
+            c = re.match(r"(\d+) channels", layout)
+            channels = int(c[1]) if c else None
+    r = _ROTATION.search(text)
+    rotation = int(float(r[1] or r[2])) if r else 0
+    return MediaInfo(
+        duration=duration,
+        has_video=bool(v),
+        has_audio=bool(a),
+        width=int(v[3]) if v else None,
+        height=int(v[4]) if v else None,
+        fps=fps,
+        video_codec=v[1] if v else None,
+        pix_fmt=v[2] if v else None,
+        audio_codec=a[1] if a else None,
+        sample_rate=int(a[2]) if a else None,
+        channels=channels,
+        rotation=rotation,
+    )
+
+
+def probe(path: Path | str, ffmpeg: str | None = None) -> MediaInfo:
+    """Probe a media file without ffprobe."""
+    exe = ffmpeg_exe(ffmpeg)
+    proc = subprocess.run(
+        [exe, "-hide_banner", "-nostdin", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=60,
+    )
+    if "Invalid data found" in proc.stderr or "No such file" in proc.stderr:
+        raise BadInput(f"{Path(path).name} is not a media file ffmpeg can read")
+    return parse_probe(proc.stderr)
+
+
+def decode_audio(
+    path: Path | str,
+    sample_rate: int = 22050,
+    *,
+    start: float | None = None,
+    duration: float | None = None,
+    ffmpeg: str | None = None,
+) -> np.ndarray:
+    """Decode to mono float32 samples in [-1, 1]."""
+    args = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error"]
+    if start is not None:
+        args += ["-ss", f"{start:.3f}"]
+    if duration is not None:
+        args += ["-t", f"{duration:.3f}"]
+    args += ["-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    proc = subprocess.run(args, capture_output=True, timeout=600)
+    if proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise BadInput(f"{Path(path).name} is not decodable audio ({msg[-1] if msg else 'ffmpeg failed'})")
+    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+def decode_frames(
+    path: Path | str,
+    *,
+    at: Sequence[float] | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    ffmpeg: str | None = None,
+) -> list[np.ndarray]:
+    """Decode RGB frames (all, or the ones nearest the given times) as HxWx3 uint8 arrays."""
+    info = probe(path, ffmpeg)
+    w, h = width or info.width, height or info.height
+    if not w or not h:
+        raise BadInput(f"{Path(path).name} has no video")
+    times = list(at) if at is not None else [None]
+    frames: list[np.ndarray] = []
+    for t in times:
+        args = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error"]
+        if t is not None:
+            args += ["-ss", f"{t:.3f}"]
+        args += ["-i", str(path)]
+        if t is not None:
+            args += ["-frames:v", "1"]
+        args += ["-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        out = subprocess.run(args, capture_output=True, timeout=600, check=True).stdout
+        arr = np.frombuffer(out, dtype=np.uint8)
+        frames.extend(arr.reshape(-1, h, w, 3))
+    return frames
+
+
+ProgressFn = Callable[[float], None]
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    ffmpeg: str | None = None,
+    expected_seconds: float | None = None,
+    on_progress: ProgressFn | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run ffmpeg with `args` (without the binary), reporting 0..1 progress from `-progress`."""
+    cmd = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if on_progress and expected_seconds and line.startswith("out_time_us="):
+                value = line.split("=", 1)[1].strip()
+                if value.lstrip("-").isdigit():
+                    on_progress(min(1.0, max(0.0, int(value) / 1e6 / expected_seconds)))
+        proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-5:])
+        raise RenderError(f"ffmpeg failed (exit {proc.returncode}): {tail}")

@@ -1,0 +1,1 @@
+"""Adapters to whatever does each AI-shaped step: the local default, and remote services by settings."""

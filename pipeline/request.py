@@ -1,0 +1,51 @@
+"""The content-create request, exactly as the public API page defines it (the contract)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+
+
+def _uuid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise ValueError("artist_account_id must be a UUID") from exc
+
+
+def _http_url(value: str) -> str:
+    if not value.lower().startswith(("http://", "https://")) or len(value) < 9:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+
+
+class CreateContentRequest(BaseModel):
+    """Body of POST /api/content/create."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artist_account_id: Annotated[str, AfterValidator(_uuid)] = Field(
+        description="UUID of the artist account to create content for.",
+        examples=["1873859c-dd37-4e9a-9bac-80d3558527a9"],
+    )
+    template: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Template id; omitted means malleable mode.",
+        examples=["artist-caption-stage"],
+    )
+    lipsync: StrictBool = Field(default=False, description="Bake the song clip into the video so lips move.")
+    caption_length: Literal["none", "short", "medium", "long"] = Field(default="none")
+    upscale: StrictBool = Field(default=False, description="Render at 2x resolution.")
+    batch: StrictInt = Field(default=1, ge=1, le=30, description="Number of independent videos.")
+    songs: list[NonEmpty] | None = Field(
+        default=None, max_length=50, description="Song slugs or public URLs.", examples=[["hiccups"]]
+    )
+    images: list[Annotated[NonEmpty, AfterValidator(_http_url)]] | None = Field(
+        default=None, max_length=20, description="Public image URLs to use as face guides."
+    )
