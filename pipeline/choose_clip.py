@@ -1,0 +1,224 @@
+"""Pick the clip of a song to use: its hook (loud, busy, repeated, lyric-dense), starting on a beat or a line.
+
+Each run draws among the few best non-overlapping candidates with its own random generator, so a batch varies
+but every clip sits on a hook.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import BadInput
+from pipeline.lyrics import lines_in_window
+from pipeline.models import AudioAnalysis, ClipChoice, LyricLine
+
+# How much each quality of a window counts. Lip-sync wants a face singing, so lyrics count far more then.
+WEIGHTS = {"loud": 0.3, "busy": 0.2, "repeat": 0.25, "lyrics": 0.15, "lift": 0.1}
+LYRIC_WEIGHTS = {"loud": 0.15, "busy": 0.1, "repeat": 0.2, "lyrics": 0.45, "lift": 0.1}
+KEEP_FRACTION = 0.85  # candidates scoring below this share of the best are not hooks, whatever the seed
+MIN_SEPARATION = 0.5  # of the clip length: drawn candidates differ by at least this much
+LIFT_SECONDS = 2.0  # a clip that starts where the song gets louder (a chorus coming in) starts well
+HEARD_LINE = 0.3  # seconds of a line inside the clip before it counts as one of the clip's lines
+WORD_EDGE = 0.02  # seconds: a start this close to a word's edge is between words, not inside one
+FALLBACK_STEP = 1.0  # seconds between candidate starts when a song has neither beats nor lyrics
+
+
+@dataclass(frozen=True)
+class _Windows:
+    """Every candidate window's qualities, each 0..1, as arrays over the candidates."""
+
+    starts: np.ndarray
+    loud: np.ndarray
+    busy: np.ndarray
+    repeat: np.ndarray
+    lyrics: np.ndarray
+    lift: np.ndarray
+
+    def scores(self, weights: dict[str, float]) -> np.ndarray:
+        return sum(getattr(self, name) * weight for name, weight in weights.items())
+
+
+def choose_clip(
+    analysis: AudioAnalysis,
+    lyrics: Sequence[LyricLine],
+    *,
+    clip_seconds: float,
+    rng: random.Random,
+    prefer_lyrics: bool = False,
+    top_k: int = 3,
+) -> ClipChoice:
+    """Choose where the clip starts and how long it is, with a score (0..1) and a reason a person can read."""
+    if not (math.isfinite(clip_seconds) and clip_seconds > 0):
+        raise BadInput(f"The clip length must be positive (got {clip_seconds})")
+    duration = analysis.duration
+    weights = LYRIC_WEIGHTS if prefer_lyrics else WEIGHTS
+    words = _word_times(lyrics)
+
+    if duration <= clip_seconds:
+        windows = _measure(analysis, np.array([0.0]), duration, words)
+        return _choice(lyrics, windows, 0, duration, weights, prefix="whole song (shorter than the clip)")
+
+    latest = duration - clip_seconds
+    windows = _measure(analysis, np.array(_candidate_starts(analysis, lyrics, latest)), clip_seconds, words)
+    scores = windows.scores(weights)
+    if float(scores.max() - scores.min()) < 1e-9:
+        # Nothing stands out (silence, a drone): the top of the song is as good as anywhere, and predictable.
+        return _choice(lyrics, windows, 0, clip_seconds, weights, prefix="no clear hook")
+    shortlist = _shortlist(windows.starts, scores, top_k=max(1, top_k), separation=clip_seconds * MIN_SEPARATION)
+    pick = rng.choices(shortlist, weights=[float(scores[i]) for i in shortlist])[0]
+    return _choice(lyrics, windows, pick, clip_seconds, weights)
+
+
+def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
+    """Beats and line starts where a clip could begin, moved off any word they would cut into."""
+    raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
+    if not raw:
+        raw = [float(t) for t in np.arange(0.0, latest + 1e-9, FALLBACK_STEP)]
+    spans = _WordSpans.of(lyrics)
+    starts = set()
+    for t in raw:
+        moved = spans.clear_of_words(t)
+        if moved is not None and 0.0 <= moved <= latest:
+            starts.add(round(moved, 3) if round(moved, 3) <= latest else moved)
+    return sorted(starts) or [0.0]
+
+
+@dataclass(frozen=True)
+class _WordSpans:
+    """Every word's span and its line's start, as arrays, to test candidate starts quickly."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    line_starts: np.ndarray
+
+    @classmethod
+    def of(cls, lyrics: Sequence[LyricLine]) -> _WordSpans:
+        spans = [(w.start, w.end, line.start) for line in lyrics for w in line.words]
+        arr = np.array(spans, dtype=float).reshape(-1, 3)
+        return cls(starts=arr[:, 0], ends=arr[:, 1], line_starts=arr[:, 2])
+
+    def clear_of_words(self, t: float) -> float | None:
+        """`t`, or where to start instead when `t` falls inside a word: that word's line start, else just after it."""
+        for _ in range(3):  # overlapping lines could land a moved start inside another word; give up after a few
+            inside = np.flatnonzero((self.starts + WORD_EDGE < t) & (t < self.ends - WORD_EDGE))
+            if inside.size == 0:
+                return t
+            k = int(inside[0])
+            t = float(self.line_starts[k]) if self.line_starts[k] < t else float(self.ends[k])
+        return None
+
+
+def _word_times(lyrics: Sequence[LyricLine]) -> np.ndarray:
+    """The middle of every sung word, sorted (lines without word times spread their words evenly)."""
+    times: list[float] = []
+    for line in lyrics:
+        if line.words:
+            times.extend((w.start + w.end) / 2 for w in line.words)
+        else:
+            tokens = line.text.split()
+            span = max(line.end - line.start, 0.0)
+            times.extend(line.start + span * (k + 0.5) / len(tokens) for k in range(len(tokens)))
+    return np.sort(np.array(times, dtype=float))
+
+
+def _window_means(values: Sequence[float], hop: float, starts: np.ndarray, length: float) -> np.ndarray:
+    """Mean of a frame-wise array over [start, start + length) for every start, through a prefix sum."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return np.zeros(starts.size)
+    summed = np.concatenate([[0.0], np.cumsum(arr)])
+    lo = np.clip(np.round(starts / hop).astype(int), 0, arr.size)
+    hi = np.clip(np.round((starts + length) / hop).astype(int), 0, arr.size)
+    count = hi - lo
+    return np.where(count > 0, (summed[hi] - summed[lo]) / np.maximum(count, 1), 0.0)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Min-max over the candidates, so quiet songs' choruses still stand out; flat values keep their level."""
+    low, high = float(x.min()), float(x.max())
+    if high - low < 1e-9:
+        return np.clip(x, 0.0, 1.0)
+    return (x - low) / (high - low)
+
+
+def _measure(analysis: AudioAnalysis, starts: np.ndarray, length: float, words: np.ndarray) -> _Windows:
+    hop = analysis.hop_seconds
+    loud = _window_means(analysis.rms, hop, starts, length)
+    before_start = np.maximum(starts - LIFT_SECONDS, 0.0)
+    before = _window_means(analysis.rms, hop, before_start, LIFT_SECONDS)
+    after = _window_means(analysis.rms, hop, starts, min(LIFT_SECONDS, length))
+    lift = np.where(starts - before_start > hop, np.clip((after - before) * 2.5, 0.0, 1.0), 0.0)
+    per_second = (np.searchsorted(words, starts + length) - np.searchsorted(words, starts)) / max(length, 1e-9)
+    peak = float(per_second.max()) if per_second.size else 0.0
+    return _Windows(
+        starts=starts,
+        loud=_spread(loud),
+        busy=_spread(_window_means(analysis.onset, hop, starts, length)),
+        repeat=np.clip(_window_means(analysis.repetition, hop, starts, length), 0.0, 1.0),
+        lyrics=per_second / peak if peak > 0 else np.zeros(starts.size),
+        lift=lift,
+    )
+
+
+def _shortlist(starts: np.ndarray, scores: np.ndarray, *, top_k: int, separation: float) -> list[int]:
+    """The best candidates, at most top_k, none within `separation` of a better one and none far below the best."""
+    order = sorted(range(starts.size), key=lambda i: (-scores[i], starts[i]))
+    floor = float(scores[order[0]]) * KEEP_FRACTION
+    picked: list[int] = []
+    for i in order:
+        if scores[i] < floor or len(picked) == top_k:
+            break
+        if all(abs(starts[i] - starts[j]) >= separation for j in picked):
+            picked.append(i)
+    return picked
+
+
+def _choice(
+    lyrics: Sequence[LyricLine],
+    windows: _Windows,
+    index: int,
+    length: float,
+    weights: dict[str, float],
+    *,
+    prefix: str | None = None,
+) -> ClipChoice:
+    start = float(windows.starts[index])
+    clip_lines = lines_in_window(lyrics, start, length, min_overlap=HEARD_LINE)
+    score = float(windows.scores(weights)[index])
+    return ClipChoice(
+        start=start,
+        duration=length,
+        score=round(score, 3) if math.isfinite(score) else 0.0,
+        reason=_reason(windows, index, clip_lines, has_lyrics=bool(lyrics), prefix=prefix),
+        lyrics=clip_lines,
+    )
+
+
+def _reason(windows: _Windows, i: int, lines: tuple[LyricLine, ...], *, has_lyrics: bool, prefix: str | None) -> str:
+    """e.g. "chorus: loud, repeated, 3 lyric lines"."""
+    loud, busy, repeat, dense = windows.loud[i] >= 0.6, windows.busy[i] >= 0.6, windows.repeat[i] >= 0.5, (
+        windows.lyrics[i] >= 0.6
+    )
+    if prefix:
+        label = prefix
+    elif repeat and (loud or busy):
+        label = "instrumental hook" if has_lyrics and not lines else "chorus"
+    elif loud or busy:
+        label = "high-energy stretch"
+    elif dense:
+        label = "lyric-dense stretch"
+    else:
+        label = "best available stretch"
+    parts = [name for name, on in (("loud", loud), ("busy", busy), ("repeated", repeat)) if on]
+    if windows.lift[i] >= 0.5:
+        parts.append("starts as it lifts")
+    if lines:
+        parts.append(f"{len(lines)} lyric line{'s' if len(lines) != 1 else ''}")
+    elif has_lyrics:
+        parts.append("instrumental")
+    return f"{label}: {', '.join(parts)}" if parts else label
