@@ -25,7 +25,9 @@ from pipeline.fetch import Fetcher, limits_from_settings
 from pipeline.lyrics import load_lyrics
 from pipeline.models import ProgressCallback, RunPlan
 from pipeline.plan_motion import plan_motion
+from pipeline.providers.base import wants_audio_clip
 from pipeline.providers.registry import Providers, providers_from_settings
+from pipeline.providers.remote import cut_clip_audio
 from pipeline.render import RenderJob, render
 from pipeline.settings import FONTS_DIR, Settings
 from pipeline.songs import choose_song
@@ -123,8 +125,16 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
             )
         with tracker.step("video"):
             motion_prompt = template.motion_prompt(movement, mood)
+            # A lip-sync model hears only the clip (cut from the song), never the whole song.
+            audio_clip = (cut_clip_audio(song.path, clip.start, clip.duration, work / "clip.m4a", ffmpeg)
+                          if plan.lipsync and wants_audio_clip(providers.video) else None)
             video_source = providers.video.make(image, motion_prompt, duration=clip.duration,
-                                                audio_clip=None, out_path=work / "source.mp4")
+                                                audio_clip=audio_clip, out_path=work / "source.mp4")
+            if plan.upscale and providers.upscaler is not None:
+                if video_source:
+                    video_source = providers.upscaler.upscale_video(video_source, work / "source-upscaled.mp4")
+                else:
+                    image = providers.upscaler.upscale_image(image, work / "image-upscaled.jpg")
             motion = plan_motion(template, mood=mood, movement=movement, face=image.face,
                                  src_width=image.width, src_height=image.height, duration=clip.duration,
                                  lipsync=plan.lipsync, analysis=analysis, clip_start=clip.start)
@@ -190,11 +200,13 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
                 "video": providers.video.name if video_source else
                 ("local (audio-reactive motion, not lip-sync)" if motion.audio_reactive else "local (camera motion)"),
                 "caption": providers.caption.name if caption else "none",
-                "upscale": "local (rendered at 2x)" if plan.upscale else "none",
+                "upscale": (providers.upscaler.name if providers.upscaler else "local (rendered at 2x)")
+                if plan.upscale else "none",
                 "render": "ffmpeg (one filter graph)",
             },
             "timings": tracker.timings,
         }
+        output["providers"].update(providers.fallbacks)  # a remote step that fell back to local says so
         meta_tmp = work / "meta.json"
         meta_tmp.write_text(json.dumps(output, indent=2, ensure_ascii=False), encoding="utf-8")
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -39,12 +39,38 @@ class Settings(BaseSettings):
     loudness_lufs: float = -14.0
     clip_seconds: float | None = None  # overrides every template's clip length (previews, tests)
 
-    # Providers (only `local` exists in the foundation; remote ones come with their keys)
+    # Which provider does each step: local, openai, fal, or auto (a remote one when its key is set, else local)
     transcribe_provider: ProviderChoice = "local"
     caption_provider: ProviderChoice = "local"
     image_provider: ProviderChoice = "local"
     video_provider: ProviderChoice = "local"
     upscale_provider: ProviderChoice = "local"
+
+    # Remote providers: keys, endpoints and model names (models retire, so none is a literal in code)
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None  # any OpenAI-compatible server (e.g. a local LLM server)
+    openai_caption_model: str = "gpt-4o-mini"
+    openai_transcribe_model: str = "whisper-1"
+    openai_image_model: str = "gpt-image-2"
+    openai_image_size: str = "1024x1536"  # portrait; cropped to 9:16 here
+    fal_key: str | None = None
+    fal_base_url: str = "https://queue.fal.run"
+    fal_image_model: str = "fal-ai/nano-banana-2/edit"
+    fal_text_to_image_model: str = "fal-ai/nano-banana-2"  # templates that use no face guide
+    fal_video_model: str = "fal-ai/veo3.1/fast/image-to-video"
+    fal_lipsync_model: str = "fal-ai/ltx-2-19b/audio-to-video"
+    fal_upscale_image_model: str = "fal-ai/seedvr/upscale/image"
+    fal_upscale_video_model: str = "fal-ai/seedvr/upscale/video"
+    fal_transcribe_model: str = "fal-ai/whisper"
+    remote_video_seconds: int = 8  # what the image-to-video model is asked for
+    remote_video_resolution: str = "720p"
+    remote_aspect_ratio: str = "9:16"
+    upscale_factor: int = 2
+    provider_timeout_seconds: float = 600.0  # the longest one remote step may take (a request, or a queued job)
+    provider_retries: int = 3  # extra tries on 429, 5xx and time-outs
+    provider_backoff_seconds: float = 2.0  # first wait between tries; doubles each time
+    provider_poll_seconds: float = 2.0  # how often a queued job's status is asked
+    fallback_to_local: bool = False  # a failed remote step runs locally instead, and the run says so
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
@@ -54,6 +80,7 @@ class Settings(BaseSettings):
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
+    queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
     workers: int = 1
     run_timeout_seconds: int = 900
     heartbeat_seconds: float = 5.0
@@ -63,6 +90,12 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     api_keys: list[str] = Field(default_factory=list)
     secret_key: str | None = None  # signs download URLs; default: generated once in DATA_DIR
+    signed_url_seconds: int = 24 * 3600  # how long a signed download URL stays valid
+    task_retries: int = 2  # retries of a run after a transient provider failure
+    retry_delay_seconds: float = 5.0
+    crash_retries: int = 1  # a run whose worker died is queued again this many times, then CRASHED
+    reaper_interval_seconds: float = 15.0  # how often the server looks for runs whose worker died
+    progress_interval_seconds: float = 0.5  # at most one progress write per run this often (plus step changes)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

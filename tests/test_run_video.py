@@ -142,7 +142,7 @@ def _nothing_written(settings: Settings) -> bool:
 @pytest.mark.parametrize("kw, error, stage, message", [
     ({"template_id": "no-such"}, BadInput, None, "Unsupported template: no-such"),
     ({"songs": ["not-a-song"]}, BadInput, "song", "is not one of this artist's songs"),
-    ({"songs": ["ftp://example.com/a.mp3"]}, FetchError, "song", "not an http(s) URL"),
+    ({"songs": ["ftp://example.com/a.mp3"]}, FetchError, "song", "not an http\\(s\\) URL"),
     ({"songs": ["http://127.0.0.1:9/none.mp3"]}, FetchError, "song", "could not be fetched"),
     ({"images": ["http://10.1.2.3/x.png"]}, FetchError, "image", "private or local"),
 ])

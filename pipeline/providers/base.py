@@ -35,10 +35,32 @@ class ImageMaker(Protocol):
 
 
 class VideoMaker(Protocol):
-    """Turns the still into a clip. The local one returns None: the renderer animates the still itself."""
+    """Turns the still into a clip. The local one returns None: the renderer animates the still itself.
+
+    A maker with `needs_audio_clip = True` gets the clip's audio (only the clip, cut from the song) on lip-sync
+    runs and should make the lips follow it.
+    """
 
     name: str
 
     def make(
         self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None, out_path: Path,
     ) -> Path | None: ...
+
+
+class Upscaler(Protocol):
+    """Model upscaling for `upscale` runs: the still (when the renderer moves it) or the model's clip.
+
+    Without one (local), the renderer simply renders at 2x.
+    """
+
+    name: str
+
+    def upscale_image(self, image: StyledImage, out_path: Path) -> StyledImage: ...
+
+    def upscale_video(self, video: Path, out_path: Path) -> Path: ...
+
+
+def wants_audio_clip(video: VideoMaker) -> bool:
+    """Whether a video maker lip-syncs to the clip's audio (remote ones do; the local one moves the still)."""
+    return bool(getattr(video, "needs_audio_clip", False))

@@ -1,0 +1,1 @@
+"""The REST endpoint under /api: thin routers over trigger() and the run store."""

@@ -1,0 +1,117 @@
+"""The FastAPI app (routes without the /api prefix: it is mounted at /api) and the server-side reaper.
+
+`create_api()` builds it from settings; server.py mounts it next to the Streamlit UI. `standalone_app()`
+serves it alone under /api (the fallback when the UI runs as its own process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from api.context import ApiContext, UrlSigner
+from api.errors import install_error_handlers
+from api.routers import accounts, artists, content, files, runs
+from pipeline.settings import Settings, get_settings
+from taskqueue.keys import signing_secret
+from taskqueue.store import Run, RunStore
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """The content studio's REST API: the original's paths and shapes.
+
+Authenticate with exactly one of `x-api-key: <key>` or `Authorization: Bearer <key>`.
+Trigger with POST /api/content/create, poll each run id with GET /api/tasks/runs?runId=,
+download `output.video.url` when the run is COMPLETED.
+"""
+
+
+def create_api(
+    settings: Settings | None = None,
+    *,
+    store: RunStore | None = None,
+    enqueue: Callable[[str], None] | None = None,
+    cancel: Callable[[RunStore, str, str | None], Run | None] | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if enqueue is None or cancel is None:
+        from taskqueue.tasks import cancel_run, enqueue_run
+
+        enqueue = enqueue or enqueue_run
+        cancel = cancel or cancel_run
+    ctx = ApiContext(
+        settings=settings,
+        store=store or RunStore(settings.sqlalchemy_url),
+        enqueue=enqueue,
+        cancel=cancel,
+        signer=UrlSigner(signing_secret(settings), settings.signed_url_seconds),
+    )
+    app = FastAPI(
+        title="Artist content studio API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        redirect_slashes=False,  # the official SDK follows no redirects
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (content, runs, artists, accounts, files):
+        app.include_router(module.router)
+    return app
+
+
+class Reaper:
+    """A thread in the server process that marks runs whose worker died (the consumer may be down)."""
+
+    def __init__(self, ctx: ApiContext):
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        from taskqueue.tasks import reap
+
+        interval = max(0.5, self.ctx.settings.reaper_interval_seconds)
+        while not self._stop.wait(interval):
+            try:
+                reap(self.ctx.settings, self.ctx.store, self.ctx.enqueue)
+            except Exception:
+                log.exception("reaper pass failed; trying again in %s s", interval)
+
+
+def reaper_lifespan(api: FastAPI) -> Callable[[Any], Any]:
+    """A lifespan (for st.App or Starlette) that runs the reaper while the server is up."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        reaper = Reaper(api.state.ctx).start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+
+    return lifespan
+
+
+def standalone_app() -> Starlette:
+    """The API alone, under /api: `uvicorn api.app:standalone_app --factory`."""
+    api = create_api()
+    return Starlette(routes=[Mount("/api", app=api)], lifespan=reaper_lifespan(api))

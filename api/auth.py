@@ -1,0 +1,57 @@
+"""The API key check: exactly one of `x-api-key` or `Authorization: Bearer`, resolved to an account."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
+
+from api.context import ApiContext, get_ctx
+from pipeline.errors import StudioError
+from taskqueue.keys import account_for_key
+
+# Declared for the OpenAPI page only; the header rules below are stricter than FastAPI's defaults.
+api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="Your API key")
+bearer_scheme = HTTPBearer(auto_error=False, description="Your API key as a bearer token")
+
+
+class Unauthorized(StudioError):
+    status_code = 401
+
+
+def presented_key(request: Request) -> str | None:
+    """The key the caller sent, None when it sent none; Unauthorized for an ambiguous or malformed header."""
+    api_key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
+    if api_key is not None and authorization is not None:
+        raise Unauthorized("Send exactly one of x-api-key or Authorization: Bearer, not both")
+    if authorization is not None:
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <API key>'")
+        return token.strip()
+    if api_key is not None:
+        return api_key.strip()
+    return None
+
+
+def account_of(request: Request, ctx: ApiContext) -> str | None:
+    """The caller's account, None when no key was sent; Unauthorized for a wrong key."""
+    key = presented_key(request)
+    if key is None:
+        return None
+    account = account_for_key(key, ctx.settings, ctx.store)
+    if account is None:
+        raise Unauthorized("Invalid API key")
+    return account
+
+
+def require_account(
+    request: Request,
+    ctx: ApiContext = Depends(get_ctx),
+    _key: str | None = Security(api_key_scheme),
+    _bearer: object = Security(bearer_scheme),
+) -> str:
+    account = account_of(request, ctx)
+    if account is None:
+        raise Unauthorized("Missing API key: send it in the x-api-key header or as Authorization: Bearer <key>")
+    return account

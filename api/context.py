@@ -1,0 +1,50 @@
+"""What the routers need, built once per app: settings, the run store, the queue, the URL signer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from pipeline.settings import Settings
+from taskqueue.store import Run, RunStore
+
+
+class UrlSigner:
+    """Signed, expiring download links: a token names exactly one file of one run (or one artist image)."""
+
+    def __init__(self, secret: str, max_age_seconds: int):
+        self.serializer = URLSafeTimedSerializer(secret, salt="studio-files")
+        self.max_age = max_age_seconds
+
+    def sign(self, *parts: str) -> str:
+        return self.serializer.dumps(list(parts))
+
+    def verify(self, token: str, *parts: str) -> bool:
+        try:
+            value = self.serializer.loads(token, max_age=self.max_age)
+        except BadSignature:  # SignatureExpired is a BadSignature too
+            return False
+        return value == list(parts)
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    store: RunStore
+    enqueue: Callable[[str], None]
+    cancel: Callable[[RunStore, str, str | None], Run | None]
+    signer: UrlSigner
+
+    def api_base(self, request: Request) -> str:
+        """Absolute URL of /api: PUBLIC_BASE_URL when set, else as the caller reached us."""
+        if self.settings.public_base_url:
+            return self.settings.public_base_url.rstrip("/") + "/api"
+        root = request.scope.get("root_path", "") or ""
+        return f"{request.url.scheme}://{request.url.netloc}{root}".rstrip("/")
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx

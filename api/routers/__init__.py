@@ -1,0 +1,1 @@
+"""One router per concern: content, runs, artists, accounts, files."""

@@ -1,0 +1,87 @@
+"""POST /content/create and the read-only helpers around it: templates, validate, estimate."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from api.auth import require_account
+from api.context import ApiContext, get_ctx
+from pipeline.artists import check_readiness, find_artist
+from pipeline.errors import BadInput
+from pipeline.request import CreateContentRequest
+from pipeline.templates import get_template_or_404, list_templates
+from taskqueue.trigger import trigger
+
+router = APIRouter(prefix="/content", tags=["content"])
+
+
+
+@router.post("/create", status_code=202, summary="Trigger the content pipeline for an artist")
+def create_content(body: CreateContentRequest, account: str = Depends(require_account),
+                   ctx: ApiContext = Depends(get_ctx)) -> JSONResponse:
+    """Validates the artist's files (unless `songs` URLs or `images` override them), writes `batch` runs
+    and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=."""
+    response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue)
+    return JSONResponse(response, status_code=202)
+
+
+@router.get("/templates", summary="List templates")
+def templates(_account: str = Depends(require_account)) -> dict:
+    return {"status": "success",
+            "templates": [{"id": t.id, "description": t.description} for t in list_templates()]}
+
+
+@router.get("/templates/{template_id}", summary="One template, whole")
+def template(template_id: str, _account: str = Depends(require_account)) -> dict:
+    return {"status": "success", **get_template_or_404(template_id).model_dump(mode="json")}
+
+
+@router.get("/validate", summary="Is the artist ready for a run?")
+def validate(artist_account_id: str | None = Query(None), _account: str = Depends(require_account),
+             ctx: ApiContext = Depends(get_ctx)) -> dict:
+    if not (artist_account_id or "").strip():
+        raise BadInput("artist_account_id is required", field=["artist_account_id"])
+    artist = find_artist(ctx.settings, artist_account_id or "")
+    missing = check_readiness(artist)
+    return {
+        "status": "success",
+        "artist_account_id": artist.account_id,
+        "ready": not any(m.severity == "required" for m in missing),
+        "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in missing],
+        "warnings": [m.fix for m in missing if m.severity != "required"],
+    }
+
+
+@router.get("/estimate", summary="Time (and cost) a request will take")
+def estimate(lipsync: bool = Query(False), batch: int = Query(1, ge=1, le=30), upscale: bool = Query(False),
+             _account: str = Depends(require_account), ctx: ApiContext = Depends(get_ctx)) -> dict:
+    """From the durations of past runs on this installation; a model of the chosen providers until then."""
+    from pipeline.estimate import estimate_seconds  # imports the providers: only when asked
+
+    guess = estimate_seconds(ctx.settings, lipsync=lipsync, upscale=upscale, batch=batch)
+    durations = [] if upscale else ctx.store.recent_durations(lipsync=lipsync)
+    if durations:
+        per_video, basis = statistics.median(durations), "past runs on this installation"
+    else:
+        per_video, basis = guess.per_video_seconds, "default guess (no comparable finished runs yet)"
+    workers = max(1, ctx.settings.workers)
+    total = per_video * math.ceil(batch / workers)
+    all_local = all(p == "local" for p in guess.providers.values())
+    cost = 0.0 if all_local else None  # remote prices vary by plan; not guessed
+    return {
+        "status": "success",
+        "lipsync": lipsync,
+        "upscale": upscale,
+        "batch": batch,
+        "workers": workers,
+        "perVideo": {"seconds": round(per_video, 1), "costUsd": cost},
+        "total": {"seconds": round(total, 1), "costUsd": None if cost is None else 0.0},
+        "basis": basis,
+        "sampleSize": len(durations),
+        "steps": guess.steps,
+        "providers": guess.providers,
+    }

@@ -1,0 +1,58 @@
+"""GET /tasks/runs (one run or the caller's newest runs) and POST /tasks/runs/{id}/cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from api.auth import require_account
+from api.context import ApiContext, get_ctx
+from api.shapes import shape_run
+from pipeline.errors import BadInput, NotFound, StudioError
+from taskqueue.store import STATUSES
+
+router = APIRouter(prefix="/tasks", tags=["runs"])
+
+
+class Conflict(StudioError):
+    status_code = 409
+
+
+def _statuses(value: str | None) -> list[str]:
+    wanted = [s.strip().upper() for s in (value or "").split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise BadInput(f"Unknown status {', '.join(unknown)}; use one of {', '.join(STATUSES)}", field=["status"])
+    return wanted
+
+
+@router.get("/runs", summary="One run (runId) or the caller's runs, newest first")
+def get_runs(
+    request: Request,
+    run_id: str | None = Query(None, alias="runId", description="One run's id"),
+    limit: int = Query(20, ge=1, le=100),
+    status: str | None = Query(None, description="Filter: a status, or several separated by commas"),
+    artist_account_id: str | None = Query(None, description="Filter: the artist's account id (or slug)"),
+    account: str = Depends(require_account),
+    ctx: ApiContext = Depends(get_ctx),
+) -> dict:
+    base = ctx.api_base(request)
+    if run_id is not None:
+        run = ctx.store.get(run_id.strip(), owner=account)
+        if run is None:
+            raise NotFound("Run not found", field=["runId"])
+        return {"status": "success", "runs": [shape_run(run, base, ctx.signer)]}
+    found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
+    return {"status": "success", "runs": [shape_run(r, base, ctx.signer) for r in found]}
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
+def cancel(run_id: str, request: Request, account: str = Depends(require_account),
+           ctx: ApiContext = Depends(get_ctx)) -> dict:
+    before = ctx.store.get(run_id, owner=account)
+    if before is None:
+        raise NotFound("Run not found", field=["runId"])
+    if before.is_final:
+        raise Conflict(f"The run already finished ({before.status}); nothing to cancel")
+    run = ctx.cancel(ctx.store, run_id, account)
+    assert run is not None
+    return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer)}

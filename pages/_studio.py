@@ -1,0 +1,296 @@
+"""What the studio's pages do, without Streamlit: the shared context, requests, runs, estimates.
+
+Every run goes through `taskqueue.trigger.trigger()` and the run store, exactly as the API's do.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from pipeline.artists import Missing, check_readiness, list_artists, list_songs
+from pipeline.errors import BadInput, StudioError
+from pipeline.models import Artist, Song
+from pipeline.request import CreateContentRequest
+from pipeline.settings import Settings
+from taskqueue.store import COMPLETED, Run, RunStore
+
+CAPTION_LENGTHS = ("none", "short", "medium", "long")
+MAX_BATCH = 30
+MAX_URL_LENGTH = 2048
+FALLBACK_SECONDS_PER_VIDEO = 30.0  # when neither past runs nor the provider model can say
+
+
+@dataclass
+class Studio:
+    """One process's view of the studio: settings, the run store, and who the UI acts as."""
+
+    settings: Settings
+    store: RunStore
+    owner: str  # the install key's account: runs made with that key in the API show here too
+    api_key: str
+    enqueue: Callable[[str], None]
+    cancel: Callable[[RunStore, str, str | None], Run | None]
+
+
+def open_studio(settings: Settings) -> Studio:
+    """The store, the install's own API key (made on first use, as `serve` does) and the real queue."""
+    from taskqueue.keys import ensure_local_key
+    from taskqueue.tasks import cancel_run, enqueue_run
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(settings.sqlalchemy_url)
+    key, account = ensure_local_key(settings, store)
+    return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_run,
+                  cancel=cancel_run)
+
+
+# --- artists ------------------------------------------------------------------------------------
+
+
+def workspace_copy(artist: Artist, settings: Settings) -> Artist:
+    """A repository artist's files live in its clone (when fetched); others in their own folder."""
+    if not artist.repository:
+        return artist
+    clone = settings.data_dir / "workspaces" / artist.account_id
+    if (clone / ".git").exists():
+        return Artist(artist.account_id, artist.slug, artist.name, clone, artist.repository, artist.ref)
+    return artist
+
+
+def artists_with_files(settings: Settings) -> list[Artist]:
+    return [workspace_copy(a, settings) for a in list_artists(settings)]
+
+
+def artist_songs(artist: Artist) -> list[Song]:
+    return list_songs(artist)
+
+
+def required_missing(artist: Artist, *, has_song_urls: bool, has_images: bool) -> list[Missing]:
+    return [m for m in check_readiness(artist, has_song_urls=has_song_urls, has_images=has_images)
+            if m.severity == "required"]
+
+
+# --- the create form ----------------------------------------------------------------------------
+
+
+@dataclass
+class CreateChoices:
+    """What the Create page collected, before it becomes the API's request body."""
+
+    artist_account_id: str
+    template: str | None = None
+    caption_length: str = "none"
+    lipsync: bool = False
+    upscale: bool = False
+    batch: int = 1
+    song_slugs: list[str] = field(default_factory=list)
+    song_urls: list[str] = field(default_factory=list)
+    image_urls: list[str] = field(default_factory=list)
+    image_paths: list[str] = field(default_factory=list)  # uploads, saved under DATA_DIR/uploads
+
+
+def split_lines(text: str) -> list[str]:
+    """One entry per non-empty line (commas also separate, since people paste lists)."""
+    return [part.strip() for line in (text or "").splitlines() for part in line.split(",") if part.strip()]
+
+
+def url_problems(urls: list[str], what: str) -> list[str]:
+    """A message per entry that is not a public http(s) URL."""
+    problems = []
+    for url in urls:
+        lowered = url.lower()
+        if not lowered.startswith(("http://", "https://")) or len(url) < 10 or " " in url:
+            problems.append(f"“{url[:80]}” is not a web address; {what} must start with http:// or https://.")
+        elif len(url) > MAX_URL_LENGTH:
+            problems.append(f"A {what[:-1] if what.endswith('s') else what} address is longer than "
+                            f"{MAX_URL_LENGTH} characters.")
+    return problems
+
+
+def form_problems(choices: CreateChoices, artist: Artist | None, known_slugs: list[str]) -> dict[str, list[str]]:
+    """Problems per control ("artist", "songs", "song_urls", "image_urls", "batch", "caption_length"), before submit."""
+    problems: dict[str, list[str]] = {}
+
+    def add(name: str, message: str) -> None:
+        problems.setdefault(name, []).append(message)
+
+    if artist is None:
+        add("artist", "Choose an artist (or add one on the Artists page).")
+    if choices.caption_length not in CAPTION_LENGTHS:
+        add("caption_length", f"Caption length must be one of {', '.join(CAPTION_LENGTHS)}.")
+    if not 1 <= choices.batch <= MAX_BATCH:
+        add("batch", f"Make between 1 and {MAX_BATCH} videos at a time.")
+    for message in url_problems(choices.song_urls, "song URLs"):
+        add("song_urls", message)
+    for message in url_problems(choices.image_urls, "image URLs"):
+        add("image_urls", message)
+    unknown = [s for s in choices.song_slugs if s not in known_slugs]
+    if unknown:
+        add("songs", f"Not this artist's songs: {', '.join(unknown)}.")
+    if len(choices.song_slugs) + len(choices.song_urls) > 50:
+        add("song_urls", "Use at most 50 songs in one request.")
+    if len(choices.image_urls) + len(choices.image_paths) > 20:
+        add("image_urls", "Use at most 20 images in one request.")
+    if artist is not None:
+        # only usable addresses can stand in for the artist's own files
+        good_song_urls = [u for u in choices.song_urls if not url_problems([u], "song URLs")]
+        good_image_urls = [u for u in choices.image_urls if not url_problems([u], "image URLs")]
+        for missing in required_missing(artist, has_song_urls=bool(good_song_urls),
+                                        has_images=bool(good_image_urls or choices.image_paths)):
+            add("songs" if missing.file.startswith("songs") else "images", missing.fix)
+    return problems
+
+
+def readable_validation(exc: ValidationError) -> str:
+    messages = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        messages.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return "; ".join(messages)
+
+
+def build_request(choices: CreateChoices) -> CreateContentRequest:
+    """The API's request body. Uploaded images are local paths the API's URL check would refuse, so the
+    body is validated with the URLs only and the uploads are added after (the worker accepts local paths
+    only from DATA_DIR/uploads)."""
+    body = {
+        "artist_account_id": choices.artist_account_id,
+        "template": choices.template,
+        "lipsync": choices.lipsync,
+        "caption_length": choices.caption_length,
+        "upscale": choices.upscale,
+        "batch": choices.batch,
+        "songs": [*choices.song_slugs, *choices.song_urls] or None,
+        "images": choices.image_urls or None,
+    }
+    try:
+        request = CreateContentRequest.model_validate(body)
+    except ValidationError as exc:
+        raise BadInput(readable_validation(exc)) from None
+    if choices.image_paths:
+        request = request.model_copy(update={"images": [*choices.image_paths, *(request.images or [])]})
+    return request
+
+
+def start_runs(studio: Studio, request: CreateContentRequest) -> dict:
+    """The same trigger as POST /api/content/create; answers with its response (runIds...)."""
+    from taskqueue.trigger import trigger
+
+    return trigger(request, studio.owner, settings=studio.settings, store=studio.store, enqueue=studio.enqueue)
+
+
+def choices_from_run(run: Run) -> CreateChoices:
+    """The choices a run was made with (for re-run): one video, same settings, a new seed."""
+    req = run.request or {}
+    songs = list(req.get("songs") or [])
+    images = list(req.get("images") or [])
+    return CreateChoices(
+        artist_account_id=run.artist_account_id,
+        template=req.get("template"),
+        caption_length=req.get("caption_length") or "none",
+        lipsync=bool(req.get("lipsync")),
+        upscale=bool(req.get("upscale")),
+        batch=1,
+        song_slugs=[s for s in songs if "://" not in s],
+        song_urls=[s for s in songs if "://" in s],
+        image_urls=[i for i in images if "://" in i],
+        image_paths=[i for i in images if "://" not in i],
+    )
+
+
+def rerun(studio: Studio, run: Run) -> str:
+    """Queue the same request again as one new run; its id."""
+    return start_runs(studio, build_request(choices_from_run(run)))["runIds"][0]
+
+
+def cancel(studio: Studio, run_id: str) -> Run | None:
+    run = studio.store.get(run_id, owner=studio.owner)
+    if run is None:
+        raise BadInput("That run is not one of yours.")
+    if run.is_final:
+        raise BadInput(f"The run already finished ({run.status}); there is nothing to cancel.")
+    return studio.cancel(studio.store, run_id, studio.owner)
+
+
+# --- runs and outputs ---------------------------------------------------------------------------
+
+
+def my_runs(studio: Studio, limit: int = 50) -> list[Run]:
+    return studio.store.list_runs(studio.owner, limit=limit)
+
+
+def finished_videos(studio: Studio, *, artist: str | None = None, template: str | None = None,
+                    limit: int = 500) -> list[Run]:
+    """Completed runs whose video is on disk, newest first; `template` "" means malleable."""
+    runs = studio.store.list_runs(studio.owner, status=[COMPLETED], artist=artist or None, limit=limit)
+    if template is not None:
+        runs = [r for r in runs if (r.template or "") == template]
+    return [r for r in runs if video_path(studio.settings, r).is_file()]
+
+
+def run_file(settings: Settings, run: Run, name: str) -> Path:
+    return settings.runs_dir / run.id / name
+
+
+def video_path(settings: Settings, run: Run) -> Path:
+    return run_file(settings, run, "video.mp4")
+
+
+def poster_path(settings: Settings, run: Run) -> Path:
+    return run_file(settings, run, "poster.jpg")
+
+
+# --- estimates ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeEstimate:
+    per_video_seconds: float
+    total_seconds: float
+    basis: str
+
+
+def estimate(studio: Studio, *, lipsync: bool, upscale: bool, batch: int) -> TimeEstimate:
+    """As GET /api/content/estimate: the median of past comparable runs here, else the provider model."""
+    workers = max(1, studio.settings.workers)
+    waves = math.ceil(max(1, batch) / workers)
+    durations = [] if upscale else studio.store.recent_durations(lipsync=lipsync)
+    if durations:
+        per_video = statistics.median(durations)
+        basis = f"the median of your last {len(durations)} comparable run{'s' if len(durations) > 1 else ''}"
+    else:
+        per_video = model_seconds(studio.settings, lipsync=lipsync, upscale=upscale)
+        basis = "a first guess (no comparable finished runs yet)"
+    return TimeEstimate(round(per_video, 1), round(per_video * waves, 1), basis)
+
+
+def model_seconds(settings: Settings, *, lipsync: bool, upscale: bool) -> float:
+    try:
+        from pipeline.estimate import estimate_seconds
+
+        return estimate_seconds(settings, lipsync=lipsync, upscale=upscale).per_video_seconds
+    except (ImportError, StudioError):
+        return FALLBACK_SECONDS_PER_VIDEO * (3 if upscale else 1)
+
+
+def option_costs(settings: Settings) -> tuple[float, float]:
+    """Extra seconds per video that lip-sync and upscale add, from the provider model."""
+    base = model_seconds(settings, lipsync=False, upscale=False)
+    return (max(0.0, model_seconds(settings, lipsync=True, upscale=False) - base),
+            max(0.0, model_seconds(settings, lipsync=False, upscale=True) - base))
+
+
+def services(settings: Settings) -> dict[str, str]:
+    """Which provider does each step (local, openai, fal), for the toggles' explanations."""
+    try:
+        from pipeline.providers.registry import chosen_services
+
+        return dict(chosen_services(settings))
+    except (ImportError, StudioError):
+        return {}

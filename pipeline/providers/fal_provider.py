@@ -1,0 +1,283 @@
+"""fal.ai's queue REST API behind the step protocols: image edit, image-to-video, lip-sync, upscale, transcription.
+
+Every call is submit → poll status until COMPLETED → fetch the result; a job past the time-out is cancelled.
+Inputs travel as data URIs, results come back as URLs fetched with the safe fetcher and decoded before use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from pipeline.errors import ProviderError
+from pipeline.models import LyricLine, StyledImage, Word
+from pipeline.providers.remote import (
+    ResultDownloader,
+    Retryable,
+    RetryPolicy,
+    TranscriptCache,
+    call_with_retries,
+    check_image,
+    check_video,
+    compact_audio,
+    data_uri,
+    fit_still,
+    image_prompt,
+    lines_from_words,
+    malformed,
+    raise_for_status,
+    styled_from_file,
+)
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.templates import Template
+
+KEY_NAME = "FAL_KEY"
+REQUEST_TIMEOUT_CAP = 120.0  # one HTTP request (submit, status, result) never waits longer than this
+
+
+@dataclass
+class FalQueue:
+    """A client for fal's queue: submit, status, result, cancel — with retries on each request."""
+
+    settings: Settings
+    sleep: Any = time.sleep
+    policy: RetryPolicy = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = RetryPolicy.from_settings(self.settings)
+        self.base = self.settings.fal_base_url.rstrip("/")
+        timeout = min(self.policy.timeout_seconds, REQUEST_TIMEOUT_CAP)
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False,
+                                 headers={"Authorization": f"Key {self.settings.fal_key or ''}",
+                                          "Content-Type": "application/json"})
+        self.request_timeout = timeout
+
+    def _request(self, label: str, method: str, url: str, body: dict | None = None) -> Any:
+        def attempt() -> Any:
+            try:
+                resp = self.http.request(method, url, json=body)
+            except httpx.TimeoutException:
+                raise Retryable(f"no answer within {self.request_timeout:g} s") from None
+            except httpx.TransportError as exc:
+                raise Retryable(f"could not connect ({type(exc).__name__})") from None
+            raise_for_status(label, resp.status_code, resp.content, resp.headers, KEY_NAME)
+            try:
+                return resp.json()
+            except ValueError:
+                raise malformed(label, f"expected JSON, got {resp.text[:120]!r}") from None
+
+        return call_with_retries(attempt, self.policy, label, self.sleep)
+
+    def _urls(self, model: str, submitted: dict) -> tuple[str, str, str]:
+        """status/result/cancel URLs: the ones fal returned, else built from owner/app (fal drops sub-paths)."""
+        request_id = submitted["request_id"]
+        app = "/".join(model.split("/")[:2])
+        root = f"{self.base}/{app}/requests/{request_id}"
+        return (submitted.get("status_url") or f"{root}/status", submitted.get("response_url") or root,
+                submitted.get("cancel_url") or f"{root}/cancel")
+
+    def run(self, model: str, arguments: dict) -> dict:
+        """Submit a job and wait for its result; cancel it when the time-out passes."""
+        label = f"fal:{model}"
+        submitted = self._request(label, "POST", f"{self.base}/{model}", arguments)
+        if not isinstance(submitted, dict) or not submitted.get("request_id"):
+            raise malformed(label, "the submit answer has no request_id")
+        status_url, result_url, cancel_url = self._urls(model, submitted)
+        deadline = time.monotonic() + self.policy.timeout_seconds
+        while True:
+            status = self._request(label, "GET", status_url)
+            state = status.get("status") if isinstance(status, dict) else None
+            if state == "COMPLETED":
+                if status.get("error"):
+                    raise ProviderError(f"{label} failed: {status['error']}"
+                                        + (f" ({status['error_type']})" if status.get("error_type") else ""))
+                break
+            if state in ("FAILED", "CANCELED", "CANCELLED"):
+                raise ProviderError(f"{label} ended {state}: {status.get('error') or 'no reason given'}")
+            if state not in ("IN_QUEUE", "IN_PROGRESS"):
+                raise malformed(label, f"unknown job status {state!r}")
+            if time.monotonic() >= deadline:
+                self._cancel(label, cancel_url)
+                raise ProviderError(f"{label}: the job did not finish within {self.policy.timeout_seconds:g} s "
+                                    "and was cancelled", transient=True)
+            self.sleep(min(self.policy.poll_seconds, max(0.0, deadline - time.monotonic())))
+        result = self._request(label, "GET", result_url)
+        if not isinstance(result, dict):
+            raise malformed(label, "the result is not a JSON object")
+        return result
+
+    def _cancel(self, label: str, cancel_url: str) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # best effort: the job is abandoned either way
+            self.http.put(cancel_url, timeout=10)
+
+
+def media_url(label: str, result: dict, key: str) -> str:
+    """result[key].url, or result[key + 's'][0].url (fal's two shapes for one file)."""
+    item = result.get(key)
+    if item is None and isinstance(result.get(key + "s"), list) and result[key + "s"]:
+        item = result[key + "s"][0]
+    url = item.get("url") if isinstance(item, dict) else None
+    if not isinstance(url, str) or not url:
+        raise malformed(label, f"the result has no {key} URL")
+    return url
+
+
+@dataclass
+class FalImageMaker:
+    settings: Settings
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.model = self.settings.fal_image_model
+        self.name = self.name or f"fal:{self.model}"
+        self.queue = FalQueue(self.settings)
+        self.downloader = ResultDownloader(self.settings)
+
+    def make(self, face_guide: Path | None, template: Template, *, width: int, height: int, rng: random.Random,
+             out_path: Path) -> StyledImage:
+        args: dict[str, Any] = {"prompt": image_prompt(template, reference=face_guide is not None), "num_images": 1,
+                                "aspect_ratio": self.settings.remote_aspect_ratio, "output_format": "png",
+                                "seed": rng.randrange(2**31)}
+        model = self.model
+        if face_guide is not None:
+            args["image_urls"] = [data_uri(face_guide)]
+        else:
+            model = self.settings.fal_text_to_image_model  # nothing to edit: the scene is made from the prompt
+        self.name = f"fal:{model}"
+        result = self.queue.run(model, args)
+        raw = out_path.with_name(out_path.stem + ".model.img")
+        self.downloader.download(media_url(self.name, result, "image"), raw, self.name)
+        check_image(raw, self.name)
+        fit_still(raw, out_path, width, height)
+        raw.unlink(missing_ok=True)
+        return styled_from_file(out_path, width, height, self.name)
+
+
+@dataclass
+class FalVideoMaker:
+    """Image-to-video with the motion prompt; with the clip's audio, the audio-to-video model lip-syncs to it."""
+
+    settings: Settings
+    name: str = ""
+    needs_audio_clip: bool = True  # run_video cuts the clip's audio for lip-sync runs
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"fal:{self.settings.fal_video_model}"
+        self.queue = FalQueue(self.settings)
+        self.downloader = ResultDownloader(self.settings)
+
+    def make(self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None,
+             out_path: Path) -> Path | None:
+        if audio_clip is not None:
+            model = self.settings.fal_lipsync_model
+            args: dict[str, Any] = {"prompt": prompt, "image_url": data_uri(image.path),
+                                    "audio_url": data_uri(audio_clip)}
+        else:
+            model = self.settings.fal_video_model
+            args = {"prompt": prompt, "image_url": data_uri(image.path),
+                    "duration": f"{self.settings.remote_video_seconds}s",
+                    "resolution": self.settings.remote_video_resolution,
+                    "aspect_ratio": self.settings.remote_aspect_ratio, "generate_audio": False}
+        self.name = f"fal:{model}"  # the run records the model that made this clip
+        result = self.queue.run(model, args)
+        self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
+        check_video(out_path, self.name, self.settings.ffmpeg_binary)
+        return out_path
+
+
+@dataclass
+class FalUpscaler:
+    """2x (by setting) upscaling of the still or of the model's clip."""
+
+    settings: Settings
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"fal:{self.settings.fal_upscale_video_model}"
+        self.queue = FalQueue(self.settings)
+        self.downloader = ResultDownloader(self.settings)
+
+    def upscale_image(self, image: StyledImage, out_path: Path) -> StyledImage:
+        """The still at 1/factor goes up, the model's detail comes back at the still's own size."""
+        from PIL import Image
+
+        model = self.settings.fal_upscale_image_model
+        self.name = f"fal:{model}"
+        factor = max(1, self.settings.upscale_factor)
+        small = out_path.with_name(out_path.stem + ".in.png")
+        with Image.open(image.path) as img:
+            img.convert("RGB").resize((max(1, image.width // factor), max(1, image.height // factor)),
+                                      Image.Resampling.LANCZOS).save(small)
+        result = self.queue.run(model, {"image_url": data_uri(small), "upscale_factor": factor})
+        small.unlink(missing_ok=True)
+        raw = out_path.with_name(out_path.stem + ".model.img")
+        self.downloader.download(media_url(self.name, result, "image"), raw, self.name)
+        check_image(raw, self.name)
+        fit_still(raw, out_path, image.width, image.height)
+        raw.unlink(missing_ok=True)
+        return StyledImage(path=out_path, width=image.width, height=image.height, face=image.face,
+                           provider=f"{image.provider}, upscaled by {self.name}")
+
+    def upscale_video(self, video: Path, out_path: Path) -> Path:
+        model = self.settings.fal_upscale_video_model
+        self.name = f"fal:{model}"
+        result = self.queue.run(model, {"video_url": data_uri(video, "video/mp4"),
+                                        "upscale_factor": max(1, self.settings.upscale_factor)})
+        self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
+        check_video(out_path, self.name, self.settings.ffmpeg_binary)
+        return out_path
+
+
+def lines_from_chunks(label: str, result: dict) -> list[LyricLine]:
+    """fal whisper's word chunks ({timestamp: [start, end], text}) → lyric lines."""
+    chunks = result.get("chunks")
+    if not isinstance(chunks, list):
+        raise malformed(label, "the transcription has no chunks")
+    words: list[Word] = []
+    for chunk in chunks:
+        try:
+            start, end = chunk["timestamp"]
+            text = str(chunk["text"])
+        except (KeyError, TypeError, ValueError):
+            raise malformed(label, "a chunk has no timestamp") from None
+        if start is None:
+            continue
+        end = float(end) if end is not None else float(start) + 0.3
+        words.append(Word(float(start), end, text.strip()))
+    return lines_from_words(words)
+
+
+@dataclass
+class FalTranscriber:
+    settings: Settings
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.model = self.settings.fal_transcribe_model
+        self.name = self.name or f"fal:{self.model}"
+        self.queue = FalQueue(self.settings)
+        self.cache = TranscriptCache(self.settings.cache_dir / "transcripts")
+
+    def transcribe(self, path: Path) -> list[LyricLine]:
+        cached = self.cache.get(path, self.name)
+        if cached is not None:
+            return cached
+        upload = self.settings.cache_dir / "transcripts" / f".upload-{path.stem}.mp3"
+        upload.parent.mkdir(parents=True, exist_ok=True)
+        compact_audio(path, upload, self.settings.ffmpeg_binary)
+        try:
+            result = self.queue.run(self.model, {"audio_url": data_uri(upload, "audio/mpeg"), "task": "transcribe",
+                                                 "chunk_level": "word", "version": "3"})
+        finally:
+            upload.unlink(missing_ok=True)
+        lines = lines_from_chunks(self.name, result)
+        self.cache.put(path, self.name, lines)
+        return lines

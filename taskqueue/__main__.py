@@ -1,0 +1,265 @@
+"""Command line: `python -m taskqueue serve | worker | trigger | create-key`.
+
+`serve` is what `make run` calls: the web server (UI + API on one port) and a Huey consumer, stopped
+together on Ctrl-C. `trigger` is the CLI door into the same queue as the UI and the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from pipeline.errors import StudioError
+from pipeline.request import CreateContentRequest
+from pipeline.settings import PROJECT_ROOT, Settings, get_settings
+
+DEMO_ARTIST_ID = "1873859c-dd37-4e9a-9bac-80d3558527a9"
+STOP_GRACE_SECONDS = 15.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m taskqueue", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="start the web server (UI + API) and a worker; Ctrl-C stops both")
+    sub.add_parser("worker", help="start a Huey consumer only (process workers, WORKERS of them)")
+
+    trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
+    trig.add_argument("--artist", required=True, help="artist account id (or folder slug)")
+    trig.add_argument("--template", default=None, help="template id (omit for malleable mode)")
+    trig.add_argument("--caption-length", default="none", choices=["none", "short", "medium", "long"])
+    trig.add_argument("--lipsync", action="store_true")
+    trig.add_argument("--upscale", action="store_true")
+    trig.add_argument("--batch", type=int, default=1, help="number of videos, 1..30")
+    trig.add_argument("--song", action="append", default=None, help="song slug or URL (repeatable)")
+    trig.add_argument("--image", action="append", default=None, help="face guide image URL (repeatable)")
+    trig.add_argument("--account", default=None, help="owner account (default: this install's key's account)")
+    trig.add_argument("--wait", action="store_true", help="print progress until every run has finished")
+
+    key = sub.add_parser("create-key", help="make an API key (stored hashed; printed once)")
+    key.add_argument("--account", default=None, help="account id the key belongs to (default: a new one)")
+    key.add_argument("--label", default="", help="a note to tell keys apart")
+    return parser
+
+
+def _store(settings: Settings):
+    from taskqueue.store import RunStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return RunStore(settings.sqlalchemy_url)
+
+
+# --- trigger ------------------------------------------------------------------------------------
+
+def _readable(exc: ValidationError) -> str:
+    from api.errors import readable_validation_error
+
+    return "; ".join(readable_validation_error(dict(e))[0] for e in exc.errors())
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
+    from taskqueue.keys import local_account_id
+    from taskqueue.tasks import enqueue_run
+    from taskqueue.trigger import trigger
+
+    body: dict[str, Any] = {"artist_account_id": args.artist, "template": args.template,
+                            "caption_length": args.caption_length, "lipsync": args.lipsync,
+                            "upscale": args.upscale, "batch": args.batch, "songs": args.song, "images": args.image}
+    store = _store(settings)
+    try:
+        if not _is_uuid(args.artist):  # a folder slug: the request wants the account id
+            from pipeline.artists import find_artist
+
+            body["artist_account_id"] = find_artist(settings, args.artist).account_id
+        request = CreateContentRequest.model_validate(body)
+        owner = args.account or local_account_id(settings, store)
+        response = trigger(request, owner, settings=settings, store=store, enqueue=enqueue_run)
+    except ValidationError as exc:
+        print(json.dumps({"status": "error", "error": _readable(exc)}), file=sys.stderr)
+        return 2
+    except StudioError as exc:
+        print(json.dumps(exc.to_dict()), file=sys.stderr)
+        return 2
+    print(json.dumps(response, indent=2))
+    if not args.wait:
+        return 0
+    return wait_for_runs(store, response["runIds"], settings)
+
+
+def wait_for_runs(store: Any, run_ids: list[str], settings: Settings, poll_seconds: float = 1.0) -> int:
+    """Print a line whenever a run's status, step or percent changes; 0 when all COMPLETED."""
+    seen: dict[str, tuple] = {}
+    pending = set(run_ids)
+    while pending:
+        for run_id in sorted(pending):
+            run = store.get(run_id)
+            if run is None:
+                pending.discard(run_id)
+                continue
+            state = (run.status, run.step, int(run.progress))
+            if seen.get(run_id) != state:
+                seen[run_id] = state
+                print(f"{run_id}  {run.status:<9} {run.step or '-':<8} {run.progress:5.1f}%", flush=True)
+            if run.is_final:
+                pending.discard(run_id)
+                if run.status == "COMPLETED":
+                    print(f"{run_id}  video: {settings.runs_dir / run_id / 'video.mp4'}", flush=True)
+                else:
+                    err = run.error or {}
+                    print(f"{run_id}  {run.status}: {err.get('message')} (stage: {err.get('stage')})", flush=True)
+        if pending:
+            time.sleep(poll_seconds)
+    done = [store.get(r) for r in run_ids]
+    return 0 if all(r is not None and r.status == "COMPLETED" for r in done) else 1
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
+    key, account = _store(settings).create_key(account_id=args.account, label=args.label)
+    print(json.dumps({"apiKey": key, "accountId": account, "label": args.label}, indent=2))
+    print("Keep this key: it is stored hashed and cannot be shown again.", file=sys.stderr)
+    return 0
+
+
+# --- worker -------------------------------------------------------------------------------------
+
+def cmd_worker(settings: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from taskqueue.huey_app import huey
+    from taskqueue.tasks import reap, recover_queue
+
+    store = _store(settings)
+    try:
+        reap(settings, store)
+        recover_queue(store)
+    finally:
+        store.close()  # forked workers open their own connections
+    consumer = huey.create_consumer(
+        workers=max(1, settings.workers), worker_type="process", initial_delay=0.1, max_delay=1.0,
+        backoff=1.15, check_worker_health=True, health_check_interval=5, periodic=True,
+    )
+    consumer.run()
+    return 0
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+def example_curl(base_url: str, key: str) -> str:
+    body = json.dumps({"artist_account_id": DEMO_ARTIST_ID, "template": "artist-caption-stage",
+                       "caption_length": "short"})
+    return (f"curl -sS -X POST {base_url}/api/content/create -H {shlex.quote('x-api-key: ' + key)} "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+
+
+def server_command(settings: Settings) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "server:app", "--host", settings.host, "--port", str(settings.port),
+            "--timeout-graceful-shutdown", "5", "--log-level", "warning"]
+
+
+def _stop(proc: subprocess.Popen, sig: int, *, force: bool = False) -> None:
+    if force or proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait for every process of a group to exit (children finishing their shutdown work)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def cmd_serve(settings: Settings) -> int:
+    from taskqueue.keys import ensure_local_key
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = _store(settings)
+    key, account = ensure_local_key(settings, store)
+    store.close()
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    base_url = (settings.public_base_url or f"http://{shown_host}:{settings.port}").rstrip("/")
+    print(f"Studio:   {base_url}/", flush=True)
+    print(f"API docs: {base_url}/api/docs", flush=True)
+    print(f"API key:  {key}   (account {account}; kept in {settings.data_dir / 'api-key.txt'})", flush=True)
+    print(f"Try it:\n  {example_curl(base_url, key)}", flush=True)
+    print(f"Then poll: curl -sS -H 'x-api-key: {key}' '{base_url}/api/tasks/runs?runId=<runId>'", flush=True)
+
+    # Own sessions: a terminal's Ctrl-C reaches only us, and we stop the children in order.
+    server = subprocess.Popen(server_command(settings), cwd=PROJECT_ROOT, start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "taskqueue", "worker"], cwd=PROJECT_ROOT,
+                              start_new_session=True)
+    stopping = {"signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping["signal"] = signum
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    exit_code = 0
+    while stopping["signal"] is None:
+        if server.poll() is not None or worker.poll() is not None:
+            which = "web server" if server.poll() is not None else "worker"
+            print(f"The {which} stopped unexpectedly; stopping the rest.", file=sys.stderr, flush=True)
+            exit_code = 1
+            break
+        time.sleep(0.3)
+    print("Stopping...", flush=True)
+    # SIGTERM makes the consumer interrupt running renders; they go back to the queue for the next start.
+    _stop(worker, signal.SIGTERM)
+    _stop(server, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in (worker, server):
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _stop(proc, signal.SIGKILL)
+            proc.wait()
+    for proc in (worker, server):  # anything the children left in their groups
+        if not wait_group_gone(proc.pid, 3.0):
+            _stop(proc, signal.SIGKILL, force=True)
+    print("Stopped.", flush=True)
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    if args.command == "serve":
+        return cmd_serve(settings)
+    if args.command == "worker":
+        return cmd_worker(settings)
+    if args.command == "trigger":
+        return cmd_trigger(args, settings)
+    if args.command == "create-key":
+        return cmd_create_key(args, settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

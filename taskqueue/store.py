@@ -1,0 +1,381 @@
+"""The one run store: runs and API keys in SQLite (WAL) by default, PostgreSQL when DATABASE_URL says so.
+
+Every status change is a single conditional UPDATE, so two workers can never both claim a run and a
+late writer can never move a finished run back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+
+QUEUED, EXECUTING, COMPLETED, FAILED = "QUEUED", "EXECUTING", "COMPLETED", "FAILED"
+CANCELED, CRASHED, TIMED_OUT = "CANCELED", "CRASHED", "TIMED_OUT"
+STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT)
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT})
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("artist_account_id", String(36), nullable=False),
+    Column("artist_slug", String(100), nullable=False),
+    Column("template", String(100), nullable=True),
+    Column("request", JSON, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", String(40), nullable=True),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("timeline", JSON, nullable=False),
+    Column("output", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Index("ix_runs_owner_created", "owner", "created_at"),
+    Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("label", String(200), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+)
+
+KEY_ACCOUNT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c52-9a43-5f0f3c8e7a11")
+
+
+@dataclass
+class Run:
+    id: str
+    batch_id: str
+    owner: str
+    artist_account_id: str
+    artist_slug: str
+    template: str | None
+    request: dict
+    seed: int
+    status: str
+    step: str | None
+    progress: float
+    timeline: list[dict]
+    output: dict | None
+    error: dict | None
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    heartbeat_at: float | None
+    cancel_requested: bool
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class NewRun:
+    artist_account_id: str
+    artist_slug: str
+    template: str | None
+    request: dict
+    seed: int
+    id: str = field(default_factory=lambda: new_run_id())
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    crashed: list[str]
+    requeued: list[str]
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(8)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def account_for_configured_key(key: str) -> str:
+    """A key from API_KEYS always maps to the same account id (derived from its hash, never stored)."""
+    return str(uuid.uuid5(KEY_ACCOUNT_NAMESPACE, hash_key(key)))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling is switched off so `_sqlite_begin` decides how to begin.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the write lock up front: a read that later upgrades to a write can fail at once
+    # with "database is locked" instead of waiting for the busy timeout.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _row_to_run(row: Any) -> Run:
+    m = row._mapping
+    return Run(
+        id=m["id"], batch_id=m["batch_id"], owner=m["owner"], artist_account_id=m["artist_account_id"],
+        artist_slug=m["artist_slug"], template=m["template"], request=m["request"] or {}, seed=int(m["seed"]),
+        status=m["status"], step=m["step"], progress=float(m["progress"] or 0.0), timeline=m["timeline"] or [],
+        output=m["output"], error=m["error"], attempts=int(m["attempts"] or 0), created_at=m["created_at"],
+        started_at=m["started_at"], finished_at=m["finished_at"], worker=m["worker"],
+        heartbeat_at=m["heartbeat_at"], cancel_requested=bool(m["cancel_requested"]),
+    )
+
+
+class RunStore:
+    """Runs and API keys; safe to share between threads, one instance per process."""
+
+    def __init__(self, url: str, *, clock: Any = time.time):
+        self.url = url
+        self.engine = make_engine(url)
+        self.clock = clock
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _write(self) -> Any:
+        return self.engine.connect().execution_options(write=True)
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def create_batch(self, owner: str, new_runs: Iterable[NewRun]) -> list[Run]:
+        """Write the runs of one request as QUEUED, all or none."""
+        batch_id = "batch_" + secrets.token_hex(8)
+        now = self.clock()
+        rows = [
+            {
+                "id": r.id, "batch_id": batch_id, "owner": owner, "artist_account_id": r.artist_account_id,
+                "artist_slug": r.artist_slug, "template": r.template, "request": r.request, "seed": r.seed,
+                "status": QUEUED, "step": None, "progress": 0.0, "timeline": [], "output": None, "error": None,
+                "attempts": 0, "created_at": now, "started_at": None, "finished_at": None, "worker": None,
+                "heartbeat_at": None, "cancel_requested": False,
+            }
+            for r in new_runs
+        ]
+        if rows:
+            with self._write() as conn, conn.begin():
+                conn.execute(insert(runs), rows)
+        return [self.get(row["id"]) for row in rows]  # type: ignore[misc]
+
+    def get(self, run_id: str, owner: str | None = None) -> Run | None:
+        """The run, or None when it does not exist or (with `owner`) is someone else's."""
+        query = select(runs).where(runs.c.id == run_id)
+        if owner is not None:
+            query = query.where(runs.c.owner == owner)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return _row_to_run(row) if row else None
+
+    def list_runs(self, owner: str | None, *, status: Iterable[str] | None = None, artist: str | None = None,
+             limit: int = 20) -> list[Run]:
+        """Newest first."""
+        query = select(runs)
+        if owner is not None:
+            query = query.where(runs.c.owner == owner)
+        statuses = list(status or [])
+        if statuses:
+            query = query.where(runs.c.status.in_(statuses))
+        if artist:
+            query = query.where((runs.c.artist_account_id == artist) | (runs.c.artist_slug == artist))
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_to_run(r) for r in conn.execute(query)]
+
+    def ids_with_status(self, status: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.status == status))]
+
+    def _update(self, run_id: str, where: Any, **values: Any) -> bool:
+        with self._write() as conn, conn.begin():
+            result = conn.execute(update(runs).where(runs.c.id == run_id, where).values(**values))
+        return result.rowcount == 1
+
+    def claim(self, run_id: str, worker: str) -> bool:
+        """QUEUED -> EXECUTING for exactly one caller; False when the run is not (or no longer) queued."""
+        now = self.clock()
+        return self._update(
+            run_id, (runs.c.status == QUEUED) & (runs.c.cancel_requested.is_(False)),
+            status=EXECUTING, started_at=now, heartbeat_at=now, worker=worker, attempts=runs.c.attempts + 1,
+            step=None, progress=0.0, timeline=[], error=None,
+        )
+
+    def progress(self, run_id: str, step: str, percent: float, timeline: list[dict]) -> bool:
+        return self._update(run_id, runs.c.status == EXECUTING, step=step,
+                            progress=round(max(0.0, min(100.0, percent)), 1), timeline=timeline,
+                            heartbeat_at=self.clock())
+
+    def heartbeat(self, run_id: str, worker: str) -> bool:
+        return self._update(run_id, (runs.c.status == EXECUTING) & (runs.c.worker == worker),
+                            heartbeat_at=self.clock())
+
+    def finish(self, run_id: str, output: dict, timeline: list[dict] | None = None) -> bool:
+        values: dict[str, Any] = {"status": COMPLETED, "output": output, "progress": 100.0,
+                                  "finished_at": self.clock(), "step": "done", "error": None}
+        if timeline is not None:
+            values["timeline"] = timeline
+        return self._update(run_id, runs.c.status == EXECUTING, **values)
+
+    def fail(self, run_id: str, status: str, stage: str | None, message: str,
+             timeline: list[dict] | None = None) -> bool:
+        """Move a queued or executing run to a final failure status with {stage, message}."""
+        if status not in FINAL_STATUSES or status == COMPLETED:
+            raise ValueError(f"not a failure status: {status}")
+        values: dict[str, Any] = {"status": status, "error": {"stage": stage, "message": message},
+                                  "finished_at": self.clock()}
+        if timeline is not None:
+            values["timeline"] = timeline
+        return self._update(run_id, runs.c.status.in_([QUEUED, EXECUTING]), **values)
+
+    def requeue(self, run_id: str, *, error: dict | None = None, count_attempt: bool = True) -> bool:
+        """EXECUTING -> QUEUED (a retry); `count_attempt=False` when the run was interrupted, not failed."""
+        values: dict[str, Any] = {"status": QUEUED, "step": None, "progress": 0.0, "worker": None,
+                                  "heartbeat_at": None, "started_at": None, "error": error}
+        if not count_attempt:
+            values["attempts"] = runs.c.attempts - 1
+        return self._update(run_id, runs.c.status == EXECUTING, **values)
+
+    def request_cancel(self, run_id: str, owner: str | None) -> Run | None:
+        """A queued run is CANCELED at once; an executing one is flagged for its worker to stop."""
+        run = self.get(run_id, owner)
+        if run is None:
+            return None
+        if run.status == QUEUED:
+            self._update(run_id, runs.c.status == QUEUED, status=CANCELED, cancel_requested=True,
+                         finished_at=self.clock(), error={"stage": "queue", "message": "Cancelled before it started"})
+        if self.get(run_id, owner).status == EXECUTING:  # type: ignore[union-attr]
+            self._update(run_id, runs.c.status == EXECUTING, cancel_requested=True)
+        return self.get(run_id, owner)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar()
+        return bool(value)
+
+    def reap_stale(self, older_than_seconds: float, max_crash_retries: int) -> ReapResult:
+        """Runs EXECUTING without a heartbeat for `older_than_seconds`: queued again while they have
+        crash retries left (attempts <= max_crash_retries), else CRASHED."""
+        cutoff = self.clock() - older_than_seconds
+        with self.engine.connect() as conn:
+            stale = conn.execute(
+                select(runs.c.id, runs.c.attempts, runs.c.cancel_requested)
+                .where(runs.c.status == EXECUTING, runs.c.heartbeat_at < cutoff)
+            ).all()
+        crashed, requeued = [], []
+        stale_where = (runs.c.status == EXECUTING) & (runs.c.heartbeat_at < cutoff)
+        for run_id, attempts, cancel in stale:
+            if not cancel and attempts <= max_crash_retries:
+                if self._update(run_id, stale_where, status=QUEUED, step=None, progress=0.0, worker=None,
+                                heartbeat_at=None, started_at=None,
+                                error={"stage": "worker", "message": "The worker stopped; the run was queued again"}):
+                    requeued.append(run_id)
+            elif self._update(run_id, stale_where, status=CRASHED, finished_at=self.clock(),
+                              error={"stage": "worker",
+                                     "message": f"The worker stopped responding (no heartbeat for "
+                                                f"{older_than_seconds:g} s)"}):
+                crashed.append(run_id)
+        return ReapResult(crashed=crashed, requeued=requeued)
+
+    def recent_durations(self, *, lipsync: bool | None = None, limit: int = 20) -> list[float]:
+        """Seconds from start to finish of the latest completed runs (for estimates)."""
+        query = (select(runs.c.started_at, runs.c.finished_at, runs.c.request)
+                 .where(runs.c.status == COMPLETED, runs.c.started_at.is_not(None))
+                 .order_by(runs.c.finished_at.desc()).limit(limit * 4))
+        out: list[float] = []
+        with self.engine.connect() as conn:
+            for started, finished, request in conn.execute(query):
+                if lipsync is not None and bool((request or {}).get("lipsync")) != lipsync:
+                    continue
+                if finished and started and finished >= started:
+                    out.append(finished - started)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def count(self, status: str | None = None) -> int:
+        query = select(func.count()).select_from(runs)
+        if status:
+            query = query.where(runs.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    # --- API keys -------------------------------------------------------------------------------
+
+    def create_key(self, account_id: str | None = None, label: str = "") -> tuple[str, str]:
+        """A new key: (plaintext, account id). Only the hash is stored; the plaintext is shown once."""
+        plaintext = "sk_" + secrets.token_urlsafe(32)
+        account = account_id or str(uuid.uuid4())
+        with self._write() as conn, conn.begin():
+            conn.execute(insert(api_keys).values(key_hash=hash_key(plaintext), account_id=account,
+                                                 label=label, created_at=self.clock()))
+        return plaintext, account
+
+    def verify_key(self, key: str) -> str | None:
+        """The account of a stored key, or None."""
+        digest = hash_key(key)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(api_keys.c.key_hash, api_keys.c.account_id)
+                               .where(api_keys.c.key_hash == digest)).first()
+        if row is None or not hmac.compare_digest(row[0], digest):
+            return None
+        return row[1]

@@ -1,0 +1,272 @@
+"""The worker side: one Huey task renders one run, with progress, heartbeat, cancel, timeout and retries.
+
+The run store is the truth: a task first claims its run (QUEUED -> EXECUTING, atomically), so a
+duplicate queue message or a cancelled run is skipped; every outcome ends in one final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from huey import crontab
+from huey.exceptions import TaskTimeout
+
+from pipeline.errors import Cancelled, ProviderError, StudioError
+from pipeline.models import RunPlan
+from pipeline.settings import Settings, get_settings
+from taskqueue.huey_app import huey
+from taskqueue.store import (
+    CANCELED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    TIMED_OUT,
+    ReapResult,
+    Run,
+    RunStore,
+)
+
+log = logging.getLogger("taskqueue.tasks")
+
+HARD_TIMEOUT_GRACE_SECONDS = 15  # Huey's own timeout, a backstop for a step that never polls should_cancel
+OUTPUT_FILES = {"video": "video.mp4", "poster": "poster.jpg", "image": "image.jpg", "meta": "meta.json"}
+
+_stores: dict[tuple[int, str], RunStore] = {}
+
+
+def process_store(settings: Settings) -> RunStore:
+    """One store per process: forked workers must not share the parent's database connections."""
+    key = (os.getpid(), settings.sqlalchemy_url)
+    if key not in _stores:
+        _stores[key] = RunStore(settings.sqlalchemy_url)
+    return _stores[key]
+
+
+def enqueue_run(run_id: str, *, delay: float | None = None) -> None:
+    """Put one run on the queue; the queue message carries the run id as its task id (for revoke)."""
+    settings = get_settings()
+    options: dict = {"id": run_id, "timeout": settings.run_timeout_seconds + HARD_TIMEOUT_GRACE_SECONDS}
+    if delay:
+        options["delay"] = delay
+    huey.enqueue(render_run.s(run_id, **options))
+
+
+def revoke_queued(run_id: str) -> None:
+    """Drop a cancelled run's pending queue message (the claim would skip it anyway)."""
+    huey.revoke_by_id(run_id, revoke_once=True)
+
+
+class ProgressWriter:
+    """The pipeline's progress callback: writes step changes at once, percent at most every `interval`."""
+
+    def __init__(self, store: RunStore, run_id: str, interval: float):
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.timeline: list[dict] = []
+        self.step: str | None = None
+        self.last_write = 0.0
+        self.writes = 0
+
+    def __call__(self, step: str, percent: float) -> None:
+        now = time.monotonic()
+        if step != self.step:
+            self._close_open(time.time())
+            if step != "done":
+                self.timeline.append({"step": step, "started_at": time.time(), "finished_at": None})
+            self.step = step
+        elif now - self.last_write < self.interval:
+            return
+        self.last_write = now
+        self.writes += 1
+        self.store.progress(self.run_id, step, percent, self.timeline)
+
+    def _close_open(self, at: float) -> None:
+        if self.timeline and self.timeline[-1]["finished_at"] is None:
+            self.timeline[-1]["finished_at"] = at
+
+    def close(self) -> list[dict]:
+        self._close_open(time.time())
+        return self.timeline
+
+
+class RunMonitor:
+    """A thread beside the run: heartbeat, the owner's cancel flag, and the per-run deadline."""
+
+    def __init__(self, store: RunStore, run_id: str, worker: str, *, heartbeat_seconds: float,
+                 timeout_seconds: float, poll_seconds: float = 0.5):
+        self.store, self.run_id, self.worker = store, run_id, worker
+        self.heartbeat_seconds = heartbeat_seconds
+        self.poll_seconds = min(poll_seconds, heartbeat_seconds)
+        self.deadline = time.monotonic() + timeout_seconds
+        self.timeout_seconds = timeout_seconds
+        self.cancelled = threading.Event()
+        self.timed_out = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"monitor-{run_id}", daemon=True)
+
+    def start(self) -> RunMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def should_stop(self) -> bool:
+        if time.monotonic() >= self.deadline:
+            self.timed_out.set()
+        return self.cancelled.is_set() or self.timed_out.is_set()
+
+    def _loop(self) -> None:
+        next_heartbeat = time.monotonic() + self.heartbeat_seconds
+        next_cancel_check = 0.0
+        while not self._stop.wait(self.poll_seconds):
+            now = time.monotonic()
+            if now >= self.deadline:
+                self.timed_out.set()
+            try:
+                if now >= next_cancel_check:
+                    next_cancel_check = now + 1.0
+                    if self.store.cancel_requested(self.run_id):
+                        self.cancelled.set()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + self.heartbeat_seconds
+                    self.store.heartbeat(self.run_id, self.worker)
+            except Exception:  # a database hiccup must not kill the monitor; the next beat retries
+                log.exception("monitor of %s could not reach the run store", self.run_id)
+
+
+def build_plan(run: Run, settings: Settings) -> RunPlan:
+    """The pipeline's plan from the stored request (the artist is looked up again: it may have changed)."""
+    from pipeline.artists import find_artist
+    from taskqueue.trigger import sync_artist
+
+    request = run.request
+    try:
+        artist = sync_artist(find_artist(settings, run.artist_account_id), settings)
+    except StudioError as exc:
+        exc.stage = exc.stage or "artist"
+        raise
+    return RunPlan(
+        run_id=run.id, artist=artist, template_id=run.template,
+        caption_length=request.get("caption_length") or "none", lipsync=bool(request.get("lipsync")),
+        upscale=bool(request.get("upscale")), songs=list(request.get("songs") or []),
+        images=list(request.get("images") or []), seed=run.seed, out_dir=settings.runs_dir / run.id,
+    )
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enqueue_run) -> str:
+    """Claim and render one run; returns the status it ended in ("skipped" when it was not queued)."""
+    worker = worker_name()
+    if not store.claim(run_id, worker):
+        log.info("run %s is not queued any more; skipping this queue message", run_id)
+        return "skipped"
+    run = store.get(run_id)
+    assert run is not None
+    progress = ProgressWriter(store, run_id, settings.progress_interval_seconds)
+    monitor = RunMonitor(store, run_id, worker, heartbeat_seconds=settings.heartbeat_seconds,
+                         timeout_seconds=settings.run_timeout_seconds).start()
+    log.info("run %s: attempt %d on %s", run_id, run.attempts, worker)
+    try:
+        plan = build_plan(run, settings)
+        from pipeline.run_video import run_video
+
+        result = run_video(plan, settings, progress=progress, should_cancel=monitor.should_stop)
+        output = {**result.output, "files": {k: v for k, v in OUTPUT_FILES.items()
+                                             if (Path(plan.out_dir or "") / v).is_file()}}
+        store.finish(run_id, output, progress.close())
+        return COMPLETED
+    except (Cancelled, TaskTimeout) as exc:
+        stage = getattr(exc, "stage", None) or progress.step
+        if monitor.timed_out.is_set() or isinstance(exc, TaskTimeout):
+            store.fail(run_id, TIMED_OUT, stage, f"The run took longer than {settings.run_timeout_seconds} s "
+                       "(RUN_TIMEOUT_SECONDS) and was stopped", progress.close())
+            return TIMED_OUT
+        store.fail(run_id, CANCELED, stage, "Cancelled by its owner", progress.close())
+        return CANCELED
+    except ProviderError as exc:
+        stage = exc.stage or progress.step
+        if exc.transient and run.attempts <= settings.task_retries:
+            log.warning("run %s: transient failure in %s (%s); retrying", run_id, stage, exc.message)
+            store.requeue(run_id, error={"stage": stage, "message": f"{exc.message} (retrying)"})
+            enqueue(run_id, delay=settings.retry_delay_seconds)
+            return QUEUED
+        store.fail(run_id, FAILED, stage, exc.message, progress.close())
+        return FAILED
+    except StudioError as exc:
+        store.fail(run_id, FAILED, exc.stage or progress.step, exc.message, progress.close())
+        return FAILED
+    except KeyboardInterrupt:
+        # The consumer is stopping: the run goes back to the queue for the next start, not counted as a try.
+        log.warning("run %s interrupted by shutdown; queued again", run_id)
+        store.requeue(run_id, count_attempt=False)
+        try:
+            enqueue(run_id)
+        except Exception:
+            log.exception("could not queue %s again; the next worker start recovers it", run_id)
+        raise
+    except Exception as exc:
+        log.exception("run %s failed unexpectedly", run_id)
+        stage = progress.step or "start"
+        store.fail(run_id, FAILED, stage, f"Internal error during {stage} ({type(exc).__name__}); "
+                   "see the worker log", progress.close())
+        return FAILED
+    finally:
+        monitor.stop()
+
+
+@huey.task(name="render_run")
+def render_run(run_id: str) -> str:
+    settings = get_settings()
+    return execute_run(run_id, settings, process_store(settings))
+
+
+def reap(settings: Settings, store: RunStore, enqueue=enqueue_run) -> ReapResult:
+    """Runs whose worker died: queued again (within CRASH_RETRIES) or CRASHED; never left EXECUTING."""
+    result = store.reap_stale(settings.crash_after_seconds, settings.crash_retries)
+    for run_id in result.requeued:
+        try:
+            enqueue(run_id)
+        except Exception:
+            log.exception("could not queue %s again after its worker died", run_id)
+    if result.crashed or result.requeued:
+        log.warning("reaper: crashed %s, queued again %s", result.crashed, result.requeued)
+    return result
+
+
+def recover_queue(store: RunStore, enqueue=enqueue_run) -> list[str]:
+    """Queue messages for QUEUED runs that have none (e.g. a Redis queue without persistence restarted)."""
+    waiting = {task.id for task in huey.pending()} | {task.id for task in huey.scheduled()}
+    missing = [run_id for run_id in store.ids_with_status(QUEUED) if run_id not in waiting]
+    for run_id in missing:
+        enqueue(run_id)
+    if missing:
+        log.warning("queued again %d run(s) whose queue message was missing", len(missing))
+    return missing
+
+
+@huey.periodic_task(crontab(minute="*"), name="reap_runs")
+def reap_runs() -> None:
+    settings = get_settings()
+    store = process_store(settings)
+    reap(settings, store)
+    recover_queue(store)
+
+
+def cancel_run(store: RunStore, run_id: str, owner: str | None) -> Run | None:
+    """The owner's cancel: a queued run stops at once (and its message is revoked); a running one soon."""
+    run = store.request_cancel(run_id, owner)
+    if run is not None and run.status == CANCELED:
+        try:
+            revoke_queued(run_id)
+        except Exception:
+            log.exception("could not revoke the queue message of %s (its claim will skip it)", run_id)
+    return run

@@ -1,0 +1,107 @@
+"""`trigger()`: the one way into the queue for the UI, the API and the CLI.
+
+It checks the request against the template, the artist and the artist's files, writes one run per
+video and queues each; it answers with the seed page's response.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import secrets
+from collections.abc import Callable
+
+from pipeline.artists import Missing, check_readiness, find_artist, find_song, sync_repository
+from pipeline.errors import BadInput, StudioError
+from pipeline.models import Artist
+from pipeline.request import CreateContentRequest
+from pipeline.settings import Settings
+from pipeline.songs import split_song_specs
+from pipeline.templates import load_template
+from taskqueue.store import FAILED, NewRun, RunStore
+
+log = logging.getLogger("taskqueue.trigger")
+
+Enqueue = Callable[[str], None]
+
+
+class NotReady(BadInput):
+    """The artist lacks required files; the answer lists each with its fix."""
+
+    def __init__(self, missing: list[Missing]):
+        names = ", ".join(m.file for m in missing)
+        fixes = " ".join(m.fix for m in missing)
+        super().__init__(f"The artist is missing required files: {names}. {fixes}", field=["artist_account_id"])
+        self.missing = missing
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(),
+                "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in self.missing]}
+
+
+class QueueUnavailable(StudioError):
+    """No run of the request could be queued."""
+
+    status_code = 503
+
+
+def sync_artist(artist: Artist, settings: Settings) -> Artist:
+    """The artist's repository, cloned or updated under a lock so parallel runs do not race on it."""
+    if not artist.repository:
+        return artist
+    lock_dir = settings.data_dir / "workspaces"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{artist.account_id}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return sync_repository(artist, settings)
+
+
+def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
+    """Everything that can be said about a request before it is queued; raises the user's error."""
+    if request.template is not None:
+        load_template(request.template)
+    artist = sync_artist(find_artist(settings, request.artist_account_id), settings)
+    slugs, urls = split_song_specs(request.songs)
+    for slug in slugs:
+        find_song(artist, slug)
+    required = [m for m in check_readiness(artist, has_song_urls=bool(urls), has_images=bool(request.images))
+                if m.severity == "required"]
+    if required:
+        raise NotReady(required)
+    return artist
+
+
+def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
+            enqueue: Enqueue) -> dict:
+    """Write `batch` runs (each with its own seed), queue them, and answer as the seed page does."""
+    artist = check_request(request, settings)
+    stored_request = request.model_dump(mode="json")
+    stored_request["artist_account_id"] = artist.account_id
+    new_runs = [
+        NewRun(artist_account_id=artist.account_id, artist_slug=artist.slug, template=request.template,
+               request=stored_request, seed=secrets.randbelow(2**31))
+        for _ in range(request.batch)
+    ]
+    created = store.create_batch(owner, new_runs)
+    run_ids: list[str] = []
+    failed = 0
+    for run in created:
+        try:
+            enqueue(run.id)
+            run_ids.append(run.id)
+        except Exception as exc:
+            log.exception("could not queue %s", run.id)
+            failed += 1
+            store.fail(run.id, FAILED, "queue", f"Could not queue the run: {type(exc).__name__}")
+    if created and not run_ids:
+        raise QueueUnavailable("The queue is not available; no run was started. Is the worker's queue reachable?")
+    response: dict = {
+        "runIds": run_ids,
+        "status": "triggered",
+        "artist_account_id": artist.account_id,
+        "template": request.template,
+        "lipsync": request.lipsync,
+    }
+    if failed:
+        response["failed"] = failed
+    return response

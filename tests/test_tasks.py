@@ -1,0 +1,184 @@
+"""The render task in-process, on a real store and the real pipeline: every way a run can end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import Settings
+from taskqueue.store import CANCELED, COMPLETED, EXECUTING, FAILED, QUEUED, TIMED_OUT, NewRun, RunStore
+from taskqueue.tasks import ProgressWriter, RunMonitor, execute_run
+from tests.fake_remote import OPENAI_KEY, Answer, FakeRemote
+from tests.http_server import LocalServer
+
+DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
+
+
+def small(tmp_path: Path, **over: object) -> Settings:
+    values: dict = dict(data_dir=tmp_path / "data", clip_seconds=3.0, output_width=180, output_height=320,
+                        fetch_allow_hosts=["127.0.0.1"], heartbeat_seconds=0.2, progress_interval_seconds=0.5,
+                        retry_delay_seconds=0.0)
+    values.update(over)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RunStore]:
+    s = RunStore(f"sqlite:///{tmp_path / 'runs.sqlite3'}")
+    yield s
+    s.close()
+
+
+def queued(store: RunStore, **request: object) -> str:
+    body = {"artist_account_id": DEMO, "template": None, "caption_length": "short", "lipsync": False,
+            "upscale": False, "batch": 1, "songs": None, "images": None, **request}
+    run = store.create_batch("o", [NewRun(artist_account_id=DEMO, artist_slug="demo-artist",
+                                          template=body["template"], request=body, seed=11)])[0]  # type: ignore[arg-type]
+    return run.id
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None]] = []
+
+    def __call__(self, run_id: str, *, delay: float | None = None) -> None:
+        self.calls.append((run_id, delay))
+
+
+def test_progress_writes_step_changes_at_once_and_percent_at_most_twice_a_second(store: RunStore) -> None:
+    run_id = queued(store)
+    store.claim(run_id, "w")
+    writes: list[float] = []
+    original = store.progress
+
+    def counting(*args: object) -> bool:
+        writes.append(time.monotonic())
+        return original(*args)  # type: ignore[arg-type]
+
+    store.progress = counting  # type: ignore[method-assign]
+    progress = ProgressWriter(store, run_id, interval=0.5)
+    progress("song", 0.0)
+    progress("song", 3.0)
+    progress("render", 30.0)
+    start = time.monotonic()
+    while time.monotonic() - start < 1.2:  # a render's stream of progress lines
+        progress("render", 30 + 60 * (time.monotonic() - start))
+    progress("done", 100.0)
+    assert 4 <= len(writes) <= 7  # song, render, ~2 throttled, done
+    run = store.get(run_id)
+    assert run is not None and run.progress == 100.0
+    timeline = progress.close()
+    assert [t["step"] for t in timeline] == ["song", "render"] and all(t["finished_at"] for t in timeline)
+    assert [t["step"] for t in run.timeline] == ["song", "render"]
+
+
+def test_the_monitor_beats_reads_the_cancel_flag_and_keeps_the_deadline(store: RunStore) -> None:
+    run_id = queued(store)
+    store.claim(run_id, "w1")
+    first_beat = store.get(run_id).heartbeat_at  # type: ignore[union-attr]
+    monitor = RunMonitor(store, run_id, "w1", heartbeat_seconds=0.2, timeout_seconds=60, poll_seconds=0.1).start()
+    try:
+        time.sleep(0.6)
+        assert store.get(run_id).heartbeat_at > first_beat  # type: ignore[operator, union-attr]
+        assert not monitor.should_stop()
+        store.request_cancel(run_id, "o")
+        deadline = time.monotonic() + 3
+        while not monitor.should_stop() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert monitor.cancelled.is_set() and not monitor.timed_out.is_set()
+    finally:
+        monitor.stop()
+    quick = RunMonitor(store, run_id, "w1", heartbeat_seconds=1, timeout_seconds=0.2).start()
+    time.sleep(0.3)
+    assert quick.should_stop() and quick.timed_out.is_set()
+    quick.stop()
+
+
+def test_a_run_completes_with_its_output_and_files(tmp_path: Path, store: RunStore) -> None:
+    settings = small(tmp_path)
+    run_id = queued(store, template="artist-caption-bedroom")
+    assert execute_run(run_id, settings, store, enqueue=Recorder()) == COMPLETED
+    run = store.get(run_id)
+    assert run is not None and run.status == COMPLETED and run.progress == 100.0 and run.attempts == 1
+    assert run.output["files"] == {"video": "video.mp4", "poster": "poster.jpg", "image": "image.jpg",  # type: ignore[index]
+                                   "meta": "meta.json"}
+    assert run.output["template"] == "artist-caption-bedroom" and run.output["seed"] == 11  # type: ignore[index]
+    assert [t["step"] for t in run.timeline][-1] == "render" and run.worker and run.heartbeat_at
+    assert (settings.runs_dir / run_id / "video.mp4").stat().st_size > 10_000
+    assert execute_run(run_id, settings, store) == "skipped"  # a duplicate queue message does nothing
+
+
+def test_cancel_during_the_run_ends_canceled(tmp_path: Path, store: RunStore) -> None:
+    settings = small(tmp_path, output_width=720, output_height=1280, clip_seconds=8.0)
+    run_id = queued(store)
+
+    def cancel_when_running() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if store.get(run_id).status == EXECUTING:  # type: ignore[union-attr]
+                store.request_cancel(run_id, "o")
+                return
+            time.sleep(0.02)
+
+    threading.Thread(target=cancel_when_running, daemon=True).start()
+    assert execute_run(run_id, settings, store) == CANCELED
+    run = store.get(run_id)
+    assert run is not None and run.error["message"] == "Cancelled by its owner" and run.output is None  # type: ignore[index]
+    assert not (settings.runs_dir / run_id).exists()
+
+
+def test_a_run_past_its_time_limit_is_timed_out(tmp_path: Path, store: RunStore) -> None:
+    settings = small(tmp_path, output_width=720, output_height=1280, clip_seconds=8.0, run_timeout_seconds=1)
+    run_id = queued(store)
+    started = time.monotonic()
+    assert execute_run(run_id, settings, store) == TIMED_OUT
+    assert time.monotonic() - started < 10
+    run = store.get(run_id)
+    assert run is not None and run.status == TIMED_OUT and "longer than 1 s" in run.error["message"]  # type: ignore[index]
+    assert run.error["stage"]  # type: ignore[index]
+
+
+def test_a_user_error_fails_the_run_with_its_stage(tmp_path: Path, store: RunStore) -> None:
+    settings = small(tmp_path)
+    with LocalServer() as web:  # a song URL that answers 404
+        run_id = queued(store, songs=[web.url("/gone.mp3")])
+        assert execute_run(run_id, settings, store) == FAILED
+    run = store.get(run_id)
+    assert run is not None and run.error["stage"] == "song" and "404" in run.error["message"]  # type: ignore[index]
+
+
+def test_an_unexpected_error_fails_with_a_short_message_not_a_traceback(tmp_path: Path, store: RunStore) -> None:
+    settings = small(tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    settings.runs_dir.write_text("not a folder")  # the run cannot make its work folder
+    run_id = queued(store)
+    assert execute_run(run_id, settings, store) == FAILED
+    message = store.get(run_id).error["message"]  # type: ignore[index, union-attr]
+    assert message.startswith("Internal error during") and "Traceback" not in message and len(message) < 200
+
+
+def test_transient_provider_failures_are_retried_then_given_up(tmp_path: Path, store: RunStore) -> None:
+    with FakeRemote(tmp_path / "remote") as remote:
+        settings = small(tmp_path, caption_provider="openai", openai_api_key=OPENAI_KEY,
+                         openai_base_url=remote.openai_base_url, provider_retries=0, fallback_to_local=False,
+                         task_retries=1)
+        remote.script("chat", Answer(status=503, body={"error": {"message": "overloaded"}}))
+        run_id = queued(store)
+        queue = Recorder()
+        assert execute_run(run_id, settings, store, enqueue=queue) == QUEUED
+        assert queue.calls == [(run_id, 0.0)]
+        waiting = store.get(run_id)
+        assert waiting is not None and waiting.status == QUEUED and waiting.error["stage"] == "caption"  # type: ignore[index]
+        assert execute_run(run_id, settings, store, enqueue=queue) == COMPLETED  # the queue delivers the retry
+        assert store.get(run_id).attempts == 2  # type: ignore[union-attr]
+
+        remote.script("chat", *[Answer(status=503, body={"error": {"message": "overloaded"}})] * 2)
+        again = queued(store)
+        assert execute_run(again, settings, store, enqueue=queue) == QUEUED
+        assert execute_run(again, settings, store, enqueue=queue) == FAILED
+        failed = store.get(again)
+        assert failed is not None and failed.attempts == 2 and failed.error["stage"] == "caption"  # type: ignore[index]
