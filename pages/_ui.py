@@ -85,6 +85,29 @@ def studio() -> Studio:
     return _studio_for(settings.sqlalchemy_url, str(settings.data_dir))
 
 
+def navigation():
+    """The studio's page setup and navigation (app.py runs the page it returns)."""
+    st.set_page_config(page_title="Artist Content Studio", page_icon=":material/movie:", layout="wide",
+                       initial_sidebar_state="collapsed")
+    inject_css()
+    st.session_state["_navigation_drawn"] = True
+    pages = [st.Page(path, title=title, icon=icon, default=(key == "create"))
+             for key, (path, title, icon) in PAGES.items()]
+    return st.navigation(pages, position="top")
+
+
+def start_page() -> Studio:
+    """Call first on every page. On a fresh server whose first visitor deep-links to a page (say /runs),
+    Streamlit runs that file directly in its old pages/-folder mode, without app.py's navigation and theme
+    (and lists every module in pages/ as a page); rerunning once goes through app.py and draws it properly."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not st.session_state.get("_navigation_drawn"):
+        PagesManager.uses_pages_directory = False  # what st.navigation itself does; app.py runs on the rerun
+        st.rerun()
+    return studio()
+
+
 def header(title: str, subtitle: str) -> None:
     st.title(title, anchor=False)
     st.caption(subtitle)

@@ -54,7 +54,7 @@ def files_inputs(prefix: str, *, with_face: bool = True) -> dict:
         max_upload_size=MAX_SONG_MB,
         help=f"{', '.join(SONG_UPLOAD_TYPES)}; up to {MAX_SONG_MB} MB each. The file name becomes the song's name.")
     values["lyrics"] = st.file_uploader(
-        "Lyrics (.lrc, optional)", type=["lrc"], accept_multiple_files=True, key=f"{prefix}_lyrics",
+        "Lyrics (.lrc, optional)", type=["lrc"], accept_multiple_files=True, key=f"{prefix}_lyrics", max_upload_size=1,
         help="Timed lyrics, named like their song (late-bus-home.lrc for late-bus-home.mp3). Captions and clip "
              "choice use them.")
     values["artist_text"] = st.text_area("Who is the artist?", key=f"{prefix}_artist_text", height=90,
@@ -142,10 +142,10 @@ def add_artist_tab() -> None:
 
 def connect_tab() -> None:
     st.markdown("Keep the artist's files in a git repository laid out like this, and the studio fetches the latest "
-                "version before every run:")
-    st.code("context/images/face-guide.png   (required unless runs pass images)\n"
-            "context/artist.md               (recommended)\ncontext/audience.md             (recommended)\n"
-            "songs/<slug>/<slug>.mp3         (at least one; a <slug>.lrc beside it for lyrics)", language=None)
+                "version before every run:\n"
+                "- `context/images/face-guide.png` — required (unless runs pass images)\n"
+                "- `songs/<slug>/<slug>.mp3` — at least one; a `<slug>.lrc` beside it for timed lyrics\n"
+                "- `context/artist.md`, `context/audience.md` — recommended; captions use them")
     prefix = f"repo_{form_version('repo')}"
     name = st.text_input("Name", key=f"{prefix}_name", max_chars=100)
     url = st.text_input("Repository URL", key=f"{prefix}_url", placeholder="https://github.com/you/artist-workspace.git")
@@ -159,7 +159,7 @@ def connect_tab() -> None:
             st.rerun()
 
 
-studio = ui.studio()
+studio = ui.start_page()
 ui.header("Artists", "An artist is a face guide, songs and a few words of context. Add one here, or connect a git "
           "repository that holds those files.")
 ui.show_flash()

@@ -23,7 +23,7 @@ from pages._studio import (
 from pages._uploads import IMAGE_UPLOAD_TYPES, MAX_IMAGE_MB, Upload, check_image, save_upload_image
 from pipeline.artists import check_readiness
 from pipeline.errors import BadInput
-from pipeline.templates import list_templates, load_template, malleable_template
+from pipeline.templates import list_templates, malleable_template
 
 CAPTION_HELP = {
     "none": "No caption: the video carries only the song.",
@@ -52,11 +52,14 @@ def checked_uploads(files: list) -> tuple[list[Upload], list[str]]:
                 cache[key] = None
             except BadInput as exc:
                 cache[key] = exc.message
-        (bad.append(cache[key]) if cache[key] else good.append(upload))
+        if cache[key]:
+            bad.append(cache[key])
+        else:
+            good.append(upload)
     return good, bad
 
 
-studio = ui.studio()
+studio = ui.start_page()
 settings = studio.settings
 ui.header("Create videos", "Pick an artist and a look. Each video gets the song's hook, a styled image of the "
           "artist in motion and a burned-in caption, as a vertical MP4.")
@@ -69,8 +72,8 @@ if not artists:
 
 by_id = {a.account_id: a for a in artists}
 wanted = st.query_params.get("artist")
-if wanted in by_id and "create_artist" not in st.session_state:
-    st.session_state["create_artist"] = wanted
+if wanted in by_id and st.session_state.get("_artist_from_link") != wanted:  # "Create videos" on the Artists page
+    st.session_state["create_artist"] = st.session_state["_artist_from_link"] = wanted
 
 form_col, side_col = st.columns([3, 2], gap="large")
 
@@ -81,16 +84,15 @@ with form_col:
         artist_id = st.selectbox("Artist", list(by_id), format_func=lambda a: by_id[a].name, key="create_artist",
                                  label_visibility="collapsed")
         artist = by_id[artist_id]
-        face_col, info_col = st.columns([1, 4], vertical_alignment="center")
-        face = ui.face_image(artist)
-        if face:
-            face_col.image(str(face), width=84)
-        else:
-            with face_col:
-                ui.icon_placeholder("person")
         songs = artist_songs(artist)
-        info_col.markdown(f"**{artist.name}**  \n{len(songs)} song{'s' if len(songs) != 1 else ''}"
-                          + (f" · from `{artist.repository}`" if artist.repository else ""))
+        with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+            face = ui.face_image(artist)
+            if face:
+                st.image(str(face), width=84)
+            else:
+                st.markdown("## :material/person:", width="content")
+            st.markdown(f"**{artist.name}**  \n{len(songs)} song{'s' if len(songs) != 1 else ''}"
+                        + (f" · from `{artist.repository}`" if artist.repository else ""))
         readiness_slot = st.empty()
 
     # --- template -----------------------------------------------------------------------------
@@ -105,10 +107,10 @@ with form_col:
             st.markdown(template.description)
             st.caption("Moods: " + ", ".join(m.name for m in template.video.moods))
         with pic_col:
-            sample = cached_sample(template, settings) if template_id else None
-            if template_id and sample is None:
+            sample = cached_sample(template, settings)
+            if sample is None:
                 with st.spinner("Rendering a sample…"):
-                    sample = render_sample(load_template(template_id), settings)
+                    sample = render_sample(template, settings)
             if sample:
                 st.image(str(sample), width=110)
             else:

@@ -36,7 +36,7 @@ def base_url() -> str:
     return f"http://{host}:{settings.port}"
 
 
-studio = ui.studio()
+studio = ui.start_page()
 ui.header("API", "Everything the studio does is also a REST call. Runs you start with this key show up on the Runs "
           "and Gallery pages, and runs started here are visible to the key.")
 base = base_url()
@@ -62,4 +62,4 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.subheader("Endpoints", anchor=False)
-    st.dataframe([{"Method": m, "Path": p, "What": w} for m, p, w in ENDPOINTS], hide_index=True, width="stretch")
+    st.table([{"Method": m, "Path": p, "What": w} for m, p, w in ENDPOINTS], hide_index=True, border="horizontal")

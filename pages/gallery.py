@@ -35,7 +35,7 @@ def video_card(run: Run, names: dict[str, str]) -> None:
                          icon=":material/info:")
 
 
-studio = ui.studio()
+studio = ui.start_page()
 ui.header("Gallery", "Finished videos, newest first. Play them here, download the MP4 or its poster frame.")
 every = finished_videos(studio)
 if not every:

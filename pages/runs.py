@@ -184,8 +184,8 @@ def run_detail(run_id: str) -> None:
         left, right = st.columns([3, 2], gap="large")
         with left:
             if run.status == COMPLETED and video_path(studio.settings, run).is_file():
-                v_col, d_col = st.columns([3, 2])
-                v_col.video(str(video_path(studio.settings, run)))
+                v_col, d_col = st.columns([1, 1])
+                v_col.video(str(video_path(studio.settings, run)), width=300)
                 with d_col:
                     st.download_button("Download MP4", lambda: video_path(studio.settings, run).read_bytes(),
                                        file_name=f"{run.id}.mp4", mime="video/mp4", icon=":material/download:",
@@ -197,7 +197,7 @@ def run_detail(run_id: str) -> None:
             st.subheader("Timeline", anchor=False)
             rows = timeline_rows(run)
             if rows:
-                st.dataframe(rows, hide_index=True, width="stretch")
+                st.table(rows, hide_index=True, border="horizontal")
             elif run.is_final:
                 st.caption("The run stopped before its first step.")
             else:
@@ -212,7 +212,7 @@ def run_detail(run_id: str) -> None:
     live()
 
 
-studio = ui.studio()
+studio = ui.start_page()
 selected = st.query_params.get("run")
 if selected:
     run_detail(selected)

@@ -15,7 +15,7 @@ def template_card(template: Template, malleable: bool = False) -> None:
         with pic:
             sample = cached_sample(template, studio.settings)
             if sample:
-                st.image(str(sample), width="stretch")
+                st.image(str(sample), width=220)
             else:
                 st.caption("No sample frame could be made here.")
         with body:
@@ -45,7 +45,7 @@ def template_card(template: Template, malleable: bool = False) -> None:
                     st.markdown("**Caption rules.** " + "; ".join(guide.rules))
 
 
-studio = ui.studio()
+studio = ui.start_page()
 ui.header("Templates", "A template is a look: the scene the artist is placed in, how the camera moves, the colour "
           "grade and the caption's voice. Sample frames show the demo artist.")
 templates = list_templates()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,9 @@ MAX_EDGE_LINES = 3  # more lines than this at the top or bottom move the caption
 LINE_SPACING = 1.12  # line advance as a share of the font size (libass' default line height is close to this)
 FALLBACK_FONT = "DejaVuSans-Bold.ttf"  # wide Unicode coverage (Arabic, Hebrew, Cyrillic, Greek, symbols)
 WORD_JOINER = "\u2060"  # invisible; splits `\N`, `\h`, `\{` so libass shows them as typed
+
+
+Measure = Callable[[str], float]  # text -> width in pixels
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def _measure(text: str, primary: Path, fallback: Path | None, size: int) -> floa
     return width
 
 
-def wrap(paragraphs: list[str], measure, max_width: float) -> list[str]:
+def wrap(paragraphs: list[str], measure: Measure, max_width: float) -> list[str]:
     """Balanced lines no wider than max_width: greedy wrapping, then the narrowest width with as few lines."""
     lines: list[str] = []
     for para in paragraphs:
@@ -153,7 +157,7 @@ def wrap(paragraphs: list[str], measure, max_width: float) -> list[str]:
     return lines
 
 
-def _greedy(words: list[str], measure, max_width: float) -> list[str]:
+def _greedy(words: list[str], measure: Measure, max_width: float) -> list[str]:
     lines: list[str] = []
     current = ""
     for word in words:
@@ -168,7 +172,7 @@ def _greedy(words: list[str], measure, max_width: float) -> list[str]:
     return lines
 
 
-def _split_long_words(words: list[str], measure, max_width: float) -> list[str]:
+def _split_long_words(words: list[str], measure: Measure, max_width: float) -> list[str]:
     """A word wider than the line (a URL, a long name) is cut into pieces that fit."""
     out: list[str] = []
     for word in words:

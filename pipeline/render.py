@@ -71,16 +71,16 @@ def escape_filter_value(value: str) -> str:
     return re.sub(r"([\\'\[\],;])", r"\\\1", value)  # graph level: backslash, quote, brackets, comma, semicolon
 
 
-def _t_as_frame_time(expr: str, fps: int) -> str:
+def _t_as_frame_time(expr: str) -> str:
     # `perspective` knows the frame number `in` but not `t`; register 0 holds the time.
     return re.sub(r"\bt\b", "ld(0)", expr)
 
 
 def camera_filter(motion: MotionPlan, fps: int) -> str:
     """`perspective` with the window (centre x/y, size 1/zoom of the still) mapped to the frame, per frame."""
-    zoom = _t_as_frame_time(motion.zoom_expr, fps)
-    cx = _t_as_frame_time(motion.x_expr, fps)
-    cy = _t_as_frame_time(motion.y_expr, fps)
+    zoom = _t_as_frame_time(motion.zoom_expr)
+    cx = _t_as_frame_time(motion.x_expr)
+    cy = _t_as_frame_time(motion.y_expr)
     head = f"st(0,in/{fps});st(1,max(1,{zoom}))"
     # the centre is clamped so the window never leaves the still (no black edges whatever the plan says)
     x = f"{head};st(2,clip({cx},0.5/ld(1),1-0.5/ld(1)));W*(ld(2)%s0.5/ld(1))"
@@ -106,10 +106,9 @@ def _temp_paths(job: RenderJob) -> tuple[Path, Path]:
             job.poster_path.with_name(f".{job.poster_path.stem}.{tag}.jpg"))
 
 
-def build_render_args(job: RenderJob, video_tmp: Path | None = None, poster_tmp: Path | None = None) -> list[str]:
+def build_render_args(job: RenderJob, video_tmp: Path | None = None) -> list[str]:
     """The ffmpeg arguments (without the binary) of the whole render: one filter graph, one encode."""
     video_out = video_tmp or job.out_path
-    poster_out = poster_tmp or job.poster_path
     duration = max(0.1, job.clip_duration)
     dur = f"{duration:.3f}"
     w, h, fps = job.width, job.height, job.fps
@@ -133,8 +132,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None, poster_tmp:
     if job.ass_path is not None:
         video += (f",ass=filename={escape_filter_value(str(job.ass_path))}"
                   f":fontsdir={escape_filter_value(str(job.fonts_dir))}")
-    poster_frame = max(0, min(round(duration * fps) - 1, round(duration * POSTER_AT * fps)))
-    video += f",split=2[v][pv];[pv]select='eq(n,{poster_frame})',scale=out_range=pc[p]"
+    video += "[v]"
 
     from_video = job.video_source is not None and job.use_video_audio
     if from_video:
@@ -160,10 +158,20 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None, poster_tmp:
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
         "-c:a", "aac", "-b:a", job.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-t", dur, "-movflags", "+faststart", "-f", "mp4", str(video_out),
-        "-map", "[p]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1",
-        str(poster_out),
     ]
     return args
+
+
+def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
+    """A JPEG of the frame POSTER_AT into the rendered video (caption included).
+
+    A second output of the render's own graph (split + select) was tried: it made ffmpeg's progress jump back
+    and forth and stall at the poster's time, so the poster is cut from the finished file instead: one seek and
+    at most a GOP of decoding, a fraction of a second.
+    """
+    at = max(0.0, min(job.clip_duration - 1 / job.fps, job.clip_duration * POSTER_AT))
+    return ["-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-vf", "scale=out_range=pc",
+            "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
 
 
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
@@ -173,12 +181,20 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
     video_tmp, poster_tmp = _temp_paths(job)
     start = time.monotonic()
+    done = [0.0]
+
+    def forward(fraction: float) -> None:
+        # ffmpeg's out_time may step back (audio and video are reported in turn); a progress bar never does.
+        if on_progress and fraction > done[0]:
+            done[0] = fraction
+            on_progress(fraction)
+
     try:
-        run_ffmpeg(build_render_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg,
-                   expected_seconds=job.clip_duration, on_progress=on_progress,
-                   timeout=max(300.0, job.clip_duration * 40))
+        run_ffmpeg(build_render_args(job, video_tmp), ffmpeg=job.ffmpeg, expected_seconds=job.clip_duration,
+                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40))
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
+        run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
         if not poster_tmp.is_file():
             raise RenderError("ffmpeg finished but wrote no poster frame")
         os.replace(poster_tmp, job.poster_path)
@@ -186,6 +202,5 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
     finally:
         video_tmp.unlink(missing_ok=True)
         poster_tmp.unlink(missing_ok=True)
-    if on_progress:
-        on_progress(1.0)
+    forward(1.0)
     return RenderResult(video_path=job.out_path, poster_path=job.poster_path, seconds=time.monotonic() - start)

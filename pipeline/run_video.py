@@ -196,7 +196,7 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
                 "song": "url" if song.source == "url" else "workspace",
                 "lyrics": "lrc" if song.lrc_path else (providers.transcriber.name if providers.transcriber else "none"),
                 "clip": "local (hook finder)",
-                "image": image.provider,
+                "image": providers.image.name if image.provider == "local" else image.provider,
                 "video": providers.video.name if video_source else
                 ("local (audio-reactive motion, not lip-sync)" if motion.audio_reactive else "local (camera motion)"),
                 "caption": providers.caption.name if caption else "none",

@@ -71,6 +71,10 @@ def texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def badges(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if "-badge[" in m.value]
+
+
 def png_bytes(size: tuple[int, int] = (64, 80)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (200, 120, 90)).save(buf, format="PNG")
@@ -141,6 +145,18 @@ def test_create_explains_invalid_choices_before_submit(data_dir: Path) -> None:
     assert "face.png is not an image that can be opened" in page
     assert "Fix 2 things above to continue." in page
     assert at.button(key="create_submit").disabled is True
+
+
+def test_create_preselects_the_linked_artist_and_says_what_it_lacks(data_dir: Path) -> None:
+    bare = create_artist(get_settings(), "Just A Name")
+    at = app(artist=bare.account_id)  # the Artists page's "Create videos" link
+    assert at.selectbox(key="create_artist").value == bare.account_id
+    page = texts(at)
+    assert "**context/images/face-guide.png** —" in page and "Add at least one song" in page
+    assert at.button(key="create_submit").disabled is True
+    at.text_area(key="create_image_urls").input("https://example.com/face.png").run()
+    assert "**context/images/face-guide.png** —" not in texts(at)  # an image URL stands in for the face guide
+    assert at.button(key="create_submit").disabled is True  # still no song
 
 
 def test_create_queues_a_batch_through_trigger_and_shows_it_on_runs(data_dir: Path, store: RunStore) -> None:
@@ -217,7 +233,7 @@ def test_runs_page_lists_newest_first_with_progress_and_detail_actions(data_dir:
     at = app("runs", run=done)
     page = texts(at)
     assert "Sing it back." in page and "Glass Summer" in page and "0:32–0:47" in page and "euphoric" in page
-    timeline = at.dataframe[0].value
+    timeline = at.table[0].value
     assert list(timeline["Step"]) == ["Finding the hook", "Rendering the video"]
     assert list(timeline["Time"]) == ["1.5 s", "2.5 s"]
     assert {d.proto.label for d in at.get("download_button")} == {"Download MP4", "Download poster"}
@@ -286,6 +302,23 @@ def test_artists_page_creates_a_workspace_from_uploads(data_dir: Path, tmp_path:
     at.button(key="new_1_save").click().run()
     assert "face.png is not an image that can be opened" in texts(at)
     assert not (data_dir / "artists" / "broken-face").exists()
+
+
+def test_artists_page_fixes_readiness_by_adding_files(data_dir: Path, tmp_path: Path) -> None:
+    bare = create_artist(get_settings(), "Half Ready")
+    at = app("artists")
+    assert any("Needs files" in b for b in badges(at))
+    assert "context/images/face-guide.png" in texts(at) and "songs/" in texts(at)
+    form = f"fix_{bare.account_id}_0"
+    at.file_uploader(key=f"{form}_face").set_value(("face.png", png_bytes(), "image/png"))
+    at.file_uploader(key=f"{form}_songs").set_value([("hook.wav", make_tone(tmp_path / "hook.wav").read_bytes(),
+                                                       "audio/wav")])
+    at.run()
+    at.button(key=f"{form}_save").click().run()
+    assert "Saved Half Ready's files." in texts(at)
+    artist = find_artist(get_settings(), bare.account_id)
+    assert artist.face_guide.is_file() and [s.slug for s in list_songs(artist)] == ["hook"]
+    assert f"fix_{bare.account_id}_1_face" in [u.key for u in at.file_uploader]  # the form starts empty again
 
 
 def test_artists_page_connects_a_git_repository(data_dir: Path, tmp_path: Path) -> None:

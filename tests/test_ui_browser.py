@@ -62,12 +62,22 @@ def test_create_watch_play_and_download(studio: Studio, browser, tmp_path: Path)
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
+    # a fresh server whose first visitor deep-links to a page still gets the studio's navigation
+    page.goto(studio.base_url + "/runs")
+    wait_for_app(page, "No runs yet")
+    assert page.get_by_role("link", name="Gallery").count() >= 1
+    assert page.get_by_text("uploads", exact=True).count() == 0  # no helper module listed as a page
+    screenshot(page, "runs-empty-desktop")
+
     page.goto(studio.base_url + "/")
     wait_for_app(page, "Create videos")
     page.get_by_text("Ready", exact=False).first.wait_for()
     screenshot(page, "create-desktop")
 
-    # a batch of 2 for the demo artist with a short caption
+    # a batch of 2 for the demo artist on stage with a short caption
+    page.get_by_test_id("stSelectbox").filter(has_text="Template").click()
+    page.get_by_role("option", name="Artist caption stage").click()
+    page.get_by_text("on stage under cool, saturated concert lights", exact=False).wait_for()
     page.get_by_role("radio", name="Short", exact=True).click()
     batch = page.get_by_label("Videos to make", exact=True)
     batch.fill("2")
@@ -79,6 +89,7 @@ def test_create_watch_play_and_download(studio: Studio, browser, tmp_path: Path)
     # the Runs page: both runs reach COMPLETED while the page refreshes itself
     page.wait_for_url("**/runs**")
     page.get_by_text("Started 2 videos").wait_for()
+    screenshot(page, "runs-started-desktop")
     # the UI acts as the install's own key (DATA_DIR/api-key.txt): its runs are that key's runs in the API
     api = studio.client(key=(studio.data_dir / "api-key.txt").read_text().strip())
     deadline = time.monotonic() + RUNS_TIMEOUT_S
@@ -90,7 +101,8 @@ def test_create_watch_play_and_download(studio: Studio, browser, tmp_path: Path)
         page.wait_for_timeout(1000)
     states = [(r["status"], r["step"], r["error"]) for r in runs]
     assert [r["status"] for r in runs] == ["COMPLETED", "COMPLETED"], f"{states}\n{studio.log_tail('worker')}"
-    assert all(r["request"]["caption_length"] == "short" for r in runs)
+    assert all(r["request"]["caption_length"] == "short" and r["template"] == "artist-caption-stage" for r in runs)
+    assert all(r["output"]["captionText"] for r in runs)
     # the page saw it too, by refreshing itself (no reload)
     try:
         page.get_by_text("2 completed").wait_for(timeout=15_000)
@@ -146,5 +158,6 @@ def test_create_watch_play_and_download(studio: Studio, browser, tmp_path: Path)
         screenshot(page, f"{name}-phone")
     phone.close()
     assert sorted(p.name for p in ARTIFACTS.glob("*.png")) == sorted(
-        [f"{n}-desktop.png" for n in ("create", "runs", "run-detail", "gallery", "artists", "templates", "api")]
+        [f"{n}-desktop.png" for n in ("runs-empty", "create", "runs-started", "runs", "run-detail", "gallery",
+                                      "artists", "templates", "api")]
         + [f"{n}-phone.png" for n in ("create", "runs", "gallery", "artists", "templates", "api")])
