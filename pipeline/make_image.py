@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from pipeline.detect_face import detect_face, load_upright
 from pipeline.errors import BadInput
 from pipeline.models import FaceBox, StyledImage
+from pipeline.scene_light import add_lighting
 from pipeline.templates import GradeSpec, ImageSpec, Template
 
 FACE_MIN_SHARE = 0.20  # the face is zoomed to at least this share of the frame width (when the image allows)
@@ -37,7 +38,7 @@ def make_image(face_guide: Path | None, template: Template, *, width: int, heigh
     else:
         src, _ = load_upright(face_guide, max_side=3 * max(width, height))
         canvas, face = frame_portrait(src, detect_face(src), width, height, spec)
-    canvas = apply_grade(canvas, spec.grade)
+    canvas = add_lighting(apply_grade(canvas, spec.grade), spec.lighting, rng)
     _save_atomically(canvas, out_path)
     return StyledImage(path=out_path, width=width, height=height, face=face, provider="local")
 

@@ -47,6 +47,7 @@ class ImageSpec(_Strict):
     grade: GradeSpec = GradeSpec()
     background: Literal["blur", "gradient", "color"] = "blur"
     background_color: str = "#101014"
+    lighting: Literal["none", "stage-beams", "fairy-lights", "golden-hour", "film"] = "none"  # local scene light
     # where the face should sit in the 9:16 frame (centre, fractions of width/height)
     face_anchor: tuple[float, float] = (0.5, 0.38)
 
