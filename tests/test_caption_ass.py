@@ -3,6 +3,7 @@ checked by rendering the script with ffmpeg's libass."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -53,7 +54,7 @@ def text_box(frame: np.ndarray) -> tuple[int, int, int, int]:
 def test_style_from_template_resolves_the_font() -> None:
     assert STYLE.font_file == FONTS_DIR / "Inter-ExtraBold.otf" and STYLE.font_name == "Inter"
     bebas = caption_style_from_template(load_template("artist-release-editorial"), FONTS_DIR)
-    assert bebas.font_name == "Bebas Neue" and bebas.uppercase and bebas.placement == "top"
+    assert bebas.font_name == "Bebas Neue" and bebas.uppercase and bebas.placement == "bottom"
 
 
 def test_short_caption_sits_big_at_the_bottom_in_few_lines() -> None:
@@ -113,7 +114,8 @@ def test_measured_width_matches_libass(tmp_path: Path) -> None:
 
 
 def test_uppercase_and_top_placement(tmp_path: Path) -> None:
-    style = caption_style_from_template(load_template("artist-release-editorial"), FONTS_DIR)
+    style = dataclasses.replace(caption_style_from_template(load_template("artist-release-editorial"), FONTS_DIR),
+                                placement="top")
     ass = build_ass("out now", style, width=360, height=640, duration=2.0)
     assert "OUT NOW" in ass and "\\an8" in ass
     _, y0, _, y1 = text_box(render_ass(ass, tmp_path))
