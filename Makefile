@@ -31,7 +31,10 @@ lint: install
 demo-video: install
 	$(PY) -m pipeline render --artist 1873859c-dd37-4e9a-9bac-80d3558527a9 --template artist-caption-stage --caption-length short
 
+# MoviePy (the peers' approach) needs an older Pillow, so it gets its own environment.
 bench: install
+	test -x $(VENV)/moviepy/bin/python || ($(PYTHON) -m venv $(VENV)/moviepy && \
+		$(VENV)/moviepy/bin/pip install -q -r bench/requirements.txt)
 	$(PY) bench/run.py
 
 clean:

@@ -18,9 +18,11 @@ from starlette.routing import Mount
 
 from api.context import ApiContext, UrlSigner
 from api.errors import install_error_handlers
-from api.routers import accounts, artists, content, files, runs
+from api.limits import install_limits
+from api.routers import accounts, artists, content, files, health, runs
 from pipeline.settings import Settings, get_settings
 from taskqueue.keys import signing_secret
+from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
 
 log = logging.getLogger("api")
@@ -53,6 +55,7 @@ def create_api(
         enqueue=enqueue,
         cancel=cancel,
         signer=UrlSigner(signing_secret(settings), settings.signed_url_seconds),
+        storage=make_storage(settings),
     )
     app = FastAPI(
         title="Artist content studio API",
@@ -65,7 +68,8 @@ def create_api(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (content, runs, artists, accounts, files):
+    install_limits(app, settings)
+    for module in (content, runs, artists, accounts, files, health):
         app.include_router(module.router)
     return app
 

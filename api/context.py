@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from pipeline.settings import Settings
+from taskqueue.storage import Storage
 from taskqueue.store import Run, RunStore
 
 
@@ -37,6 +38,7 @@ class ApiContext:
     enqueue: Callable[[str], None]
     cancel: Callable[[RunStore, str, str | None], Run | None]
     signer: UrlSigner
+    storage: Storage = field(default=None)  # type: ignore[assignment]  # set by create_api from STORAGE_URL
 
     def api_base(self, request: Request) -> str:
         """Absolute URL of /api: PUBLIC_BASE_URL when set, else as the caller reached us."""

@@ -66,6 +66,7 @@ def shape_run(run: Run, api_base: str, signer: UrlSigner) -> dict:
         "startedAt": iso(run.started_at),
         "finishedAt": iso(run.finished_at),
         "heartbeatAt": iso(run.heartbeat_at),
+        "worker": run.worker,  # host:pid of the worker process that claimed (rendered) it
         "durationSeconds": round(duration, 3) if duration is not None else None,
         "timeline": [
             {

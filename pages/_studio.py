@@ -18,6 +18,7 @@ from pipeline.errors import BadInput, StudioError
 from pipeline.models import Artist, Song
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
+from taskqueue.storage import LocalStorage, Storage, make_storage
 from taskqueue.store import COMPLETED, Run, RunStore
 
 CAPTION_LENGTHS = ("none", "short", "medium", "long")
@@ -231,11 +232,38 @@ def finished_videos(studio: Studio, *, artist: str | None = None, template: str 
     runs = studio.store.list_runs(studio.owner, status=[COMPLETED], artist=artist or None, limit=limit)
     if template is not None:
         runs = [r for r in runs if (r.template or "") == template]
-    return [r for r in runs if video_path(studio.settings, r).is_file()]
+    storage = _storage(studio.settings)
+    if isinstance(storage, LocalStorage):
+        return [r for r in runs if storage.exists(r.id, "video.mp4")]
+    return runs  # remote storage: COMPLETED means the video was published; no HEAD per run on each rerun
 
 
 def run_file(settings: Settings, run: Run, name: str) -> Path:
-    return settings.runs_dir / run.id / name
+    """A run's output as a local file: where the storage keeps it, or a cached copy of a remote (S3) object."""
+    storage = _storage(settings)
+    local = storage.local_path(run.id, name)
+    if local is not None:
+        return local
+    cached = settings.cache_dir / "outputs" / run.id / name
+    if not cached.is_file() and storage.exists(run.id, name):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{name}.part")
+        with partial.open("wb") as out:
+            for chunk in storage.stream(run.id, name):
+                out.write(chunk)
+        partial.replace(cached)
+    return cached
+
+
+_STORAGES: dict[tuple[str, str], Storage] = {}
+
+
+def _storage(settings: Settings) -> Storage:
+    # One client per storage for the process: boto3 clients are costly to build on every rerun.
+    key = (settings.storage_url or "", str(settings.data_dir))
+    if key not in _STORAGES:
+        _STORAGES[key] = make_storage(settings)
+    return _STORAGES[key]
 
 
 def video_path(settings: Settings, run: Run) -> Path:

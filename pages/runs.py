@@ -169,7 +169,8 @@ def run_detail(run_id: str) -> None:
             took = (run.finished_at or time.time()) - run.started_at if run.started_at else None
             st.caption(f"`{run.id}` · queued {ui.format_ago(run.created_at)}"
                        + (f" · {ui.format_seconds(took)}" if took else "")
-                       + (f" · attempt {run.attempts}" if run.attempts > 1 else ""))
+                       + (f" · attempt {run.attempts}" if run.attempts > 1 else "")
+                       + (f" · worker `{run.worker}`" if run.worker else ""))
         run_actions(run)
         if not run.is_final:
             st.progress(min(1.0, run.progress / 100), text=ui.progress_text(run))

@@ -34,9 +34,11 @@ MAX_BLOCKS = 1500  # longer songs get coarser blocks, so the lag search stays sm
 MIN_REPEAT_LAG_SECONDS = 8.0  # shorter lags are a loop repeating inside a section, not a section coming back
 REPEAT_SMOOTH_SECONDS = 4.0  # a repeat must hold this long to count: sections recur, single notes do not
 CHROMA_WEIGHT = 0.7  # harmony and melody say more about a section coming back than timbre does
+# A 2-hour mix decoded whole is ~1.4 GB of memory; the hook is looked for in its first 15 minutes instead.
+MAX_ANALYSED_SECONDS = 900.0
 
 AudioDecoder = Callable[..., np.ndarray]
-"""decode_audio's shape: (path, sample_rate, *, ffmpeg) -> mono float32 samples."""
+"""decode_audio's shape: (path, sample_rate, *, ffmpeg, duration) -> mono float32 samples."""
 
 
 def analyse_audio(
@@ -55,7 +57,7 @@ def analyse_audio(
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
-    samples = decode(path, SAMPLE_RATE, ffmpeg=ffmpeg)
+    samples = decode(path, SAMPLE_RATE, ffmpeg=ffmpeg, duration=MAX_ANALYSED_SECONDS)
     if samples.size == 0:
         raise BadInput(f"{path.name} has no audio samples")
     analysis = analyse_samples(samples, SAMPLE_RATE)

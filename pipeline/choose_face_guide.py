@@ -12,14 +12,21 @@ from pipeline.errors import BadInput, FetchError
 from pipeline.fetch import Fetcher
 from pipeline.models import Artist
 
+# Larger pictures are refused before they are decoded: 12000x12000 alone is ~430 MB of pixels per step.
+MAX_IMAGE_PIXELS = 40_000_000
+
 
 def load_checked_image(path: Path, source: str) -> None:
     """Make sure a file is an image Pillow can decode (content, not extension, decides)."""
     try:
         with Image.open(path) as img:
+            width, height = img.size
             img.verify()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError, SyntaxError):
         raise FetchError(f"{source} is not an image that can be decoded", field=["images"]) from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise FetchError(f"{source} is {width}x{height} pixels; images can be at most "
+                         f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels", field=["images"])
 
 
 def resolve_image(spec: str, fetcher: Fetcher, uploads_dir: Path) -> Path:

@@ -186,5 +186,8 @@ def run_ffmpeg(
         raise
     stderr = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
+        if "No space left on device" in stderr or "File too large" in stderr:
+            raise RenderError("The disk is full: ffmpeg could not write its output (No space left on device); "
+                              "free space where DATA_DIR is")
         tail = "\n".join(stderr.strip().splitlines()[-5:])
         raise RenderError(f"ffmpeg failed (exit {proc.returncode}): {tail}")

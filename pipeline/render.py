@@ -62,6 +62,9 @@ class RenderResult:
     seconds: float
 
 
+LOUDNORM_WINDOW_SECONDS = 3.0  # loudnorm measures in 3 s windows; shorter clips take its fallback path
+
+
 # --- filtergraph escaping ------------------------------------------------------------------------------------
 
 
@@ -143,7 +146,11 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None) -> list[str
     fade_in = min(job.fade_in, duration / 3)
     fade_out = min(job.fade_out, duration / 3)
     audio = (f"{audio_in}aformat=sample_fmts=fltp:channel_layouts=stereo,"
-             f"loudnorm=I={job.loudness_lufs:g}:TP=-1.5:LRA=11,aresample=48000")
+             f"loudnorm=I={job.loudness_lufs:g}:TP=-1.5:LRA=11")
+    if duration < LOUDNORM_WINDOW_SECONDS:
+        # loudnorm turns digital silence shorter than its 3 s window into NaN, which the AAC encoder refuses
+        audio += ",aeval=exprs='if(isnan(val(ch)),0,val(ch))':c=same"
+    audio += ",aresample=48000"
     if fade_in > 0:
         audio += f",afade=t=in:st=0:d={fade_in:.3f}"
     if fade_out > 0:

@@ -21,6 +21,13 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _slug_or_http_url(value: str) -> str:
+    # Anything with a scheme is fetched, so only http(s) may have one (file://, ftp://, gopher://... are refused here)
+    if "://" in value or value.lower().startswith(("file:", "data:", "javascript:")):
+        return _http_url(value)
+    return value
+
+
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
 
 
@@ -43,7 +50,7 @@ class CreateContentRequest(BaseModel):
     caption_length: Literal["none", "short", "medium", "long"] = Field(default="none")
     upscale: StrictBool = Field(default=False, description="Render at 2x resolution.")
     batch: StrictInt = Field(default=1, ge=1, le=30, description="Number of independent videos.")
-    songs: list[NonEmpty] | None = Field(
+    songs: list[Annotated[NonEmpty, AfterValidator(_slug_or_http_url)]] | None = Field(
         default=None, max_length=50, description="Song slugs or public URLs.", examples=[["hiccups"]]
     )
     images: list[Annotated[NonEmpty, AfterValidator(_http_url)]] | None = Field(

@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = 15.0  # how often the server looks for runs whose worker died
     progress_interval_seconds: float = 0.5  # at most one progress write per run this often (plus step changes)
 
+    # Where finished runs' files go: a folder (default DATA_DIR/runs; may be a shared mount) or s3://bucket/prefix
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None  # any S3-compatible server (MinIO, R2, ...); unset: AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, ~/.aws, instance role)
+    s3_secret_access_key: str | None = None
+
+    # API defences
+    max_body_bytes: int = 64 * 1024  # larger request bodies get 413
+    rate_limit_per_minute: int = 120  # requests per API key (or client address) per minute; 0 switches it off
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         self.data_dir = self.data_dir.resolve()

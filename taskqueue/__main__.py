@@ -123,7 +123,11 @@ def wait_for_runs(store: Any, run_ids: list[str], settings: Settings, poll_secon
             if run.is_final:
                 pending.discard(run_id)
                 if run.status == "COMPLETED":
-                    print(f"{run_id}  video: {settings.runs_dir / run_id / 'video.mp4'}", flush=True)
+                    from taskqueue.storage import make_storage
+
+                    local = make_storage(settings).local_path(run_id, "video.mp4")
+                    where = local or f"{settings.storage_url}/{run_id}/video.mp4 (GET /api/files/{run_id}/video.mp4)"
+                    print(f"{run_id}  video: {where}", flush=True)
                 else:
                     err = run.error or {}
                     print(f"{run_id}  {run.status}: {err.get('message')} (stage: {err.get('stage')})", flush=True)

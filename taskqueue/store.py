@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import IntegrityError
 
 QUEUED, EXECUTING, COMPLETED, FAILED = "QUEUED", "EXECUTING", "COMPLETED", "FAILED"
 CANCELED, CRASHED, TIMED_OUT = "CANCELED", "CRASHED", "TIMED_OUT"
@@ -79,6 +81,32 @@ api_keys = Table(
     Column("account_id", String(64), nullable=False),
     Column("label", String(200), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+)
+
+# A create request retried with the same Idempotency-Key gets the first answer back (response is NULL
+# while the first request is still being handled).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("body_hash", String(64), nullable=False),
+    Column("response", JSON(none_as_null=True), nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+IDEMPOTENCY_NEW, IDEMPOTENCY_REPLAY, IDEMPOTENCY_MISMATCH, IDEMPOTENCY_PENDING = "new", "replay", "mismatch", "pending"
+
+# One row per worker process (host:pid), beating even when idle: what GET /api/health calls live workers.
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("current_run", String(40), nullable=True),
 )
 
 KEY_ACCOUNT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c52-9a43-5f0f3c8e7a11")
@@ -213,10 +241,15 @@ class RunStore:
             }
             for r in new_runs
         ]
-        if rows:
-            with self._write() as conn, conn.begin():
-                conn.execute(insert(runs), rows)
-        return [self.get(row["id"]) for row in rows]  # type: ignore[misc]
+        if not rows:
+            return []
+        with self._write() as conn, conn.begin():
+            conn.execute(insert(runs), rows)
+        # One read for the whole batch (a get() per run was most of a batch-30 request's time)
+        with self.engine.connect() as conn:
+            found = {r._mapping["id"]: _row_to_run(r)
+                     for r in conn.execute(select(runs).where(runs.c.id.in_([row["id"] for row in rows])))}
+        return [found[row["id"]] for row in rows]
 
     def get(self, run_id: str, owner: str | None = None) -> Run | None:
         """The run, or None when it does not exist or (with `owner`) is someone else's."""
@@ -358,6 +391,83 @@ class RunStore:
             query = query.where(runs.c.status == status)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
+
+    # --- idempotency keys -----------------------------------------------------------------------
+
+    def begin_idempotent(self, owner: str, key: str, body_hash: str) -> tuple[str, dict | None]:
+        """Reserve `key` for this request: (IDEMPOTENCY_NEW, None) for the first request, (IDEMPOTENCY_REPLAY,
+        response) for a finished one with the same body, IDEMPOTENCY_MISMATCH for another body and
+        IDEMPOTENCY_PENDING while the first is still being handled."""
+        try:
+            with self._write() as conn, conn.begin():
+                conn.execute(insert(idempotency_keys).values(owner=owner, key=key, body_hash=body_hash,
+                                                             response=None, created_at=self.clock()))
+            return IDEMPOTENCY_NEW, None
+        except IntegrityError:
+            pass
+        with self.engine.connect() as conn:
+            row = conn.execute(select(idempotency_keys.c.body_hash, idempotency_keys.c.response)
+                               .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)).first()
+        if row is None:  # released between our insert and this read: the caller may simply try again
+            return IDEMPOTENCY_PENDING, None
+        if row[0] != body_hash:
+            return IDEMPOTENCY_MISMATCH, None
+        if row[1] is None:
+            return IDEMPOTENCY_PENDING, None
+        return IDEMPOTENCY_REPLAY, row[1]
+
+    def finish_idempotent(self, owner: str, key: str, response: dict) -> None:
+        with self._write() as conn, conn.begin():
+            conn.execute(update(idempotency_keys)
+                         .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)
+                         .values(response=response))
+
+    def release_idempotent(self, owner: str, key: str) -> None:
+        """The request failed before anything was created: the key may be used again."""
+        with self._write() as conn, conn.begin():
+            conn.execute(delete(idempotency_keys)
+                         .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key,
+                                idempotency_keys.c.response.is_(None)))
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all()
+        return {status: int(n) for status, n in rows}
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def worker_beat(self, name: str, host: str, pid: int, started_at: float, current_run: str | None) -> None:
+        """Insert or refresh a worker's row (an UPDATE first: after the first beat that is all it takes)."""
+        now = self.clock()
+        with self._write() as conn, conn.begin():
+            done = conn.execute(update(workers).where(workers.c.name == name)
+                                .values(heartbeat_at=now, current_run=current_run)).rowcount
+        if done:
+            return
+        try:
+            with self._write() as conn, conn.begin():
+                conn.execute(insert(workers).values(name=name, host=host, pid=pid, started_at=started_at,
+                                                    heartbeat_at=now, current_run=current_run))
+        except IntegrityError:  # a concurrent first beat of the same name: it is there now
+            pass
+
+    def worker_gone(self, name: str) -> None:
+        with self._write() as conn, conn.begin():
+            conn.execute(delete(workers).where(workers.c.name == name))
+
+    def live_workers(self, within_seconds: float) -> list[dict[str, Any]]:
+        """Workers whose last beat is at most `within_seconds` old, oldest first."""
+        cutoff = self.clock() - within_seconds
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(workers).where(workers.c.heartbeat_at >= cutoff)
+                                .order_by(workers.c.started_at, workers.c.name)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def forget_workers(self, older_than_seconds: float) -> int:
+        """Drop rows of workers silent for this long (killed ones never say goodbye)."""
+        with self._write() as conn, conn.begin():
+            return conn.execute(delete(workers)
+                                .where(workers.c.heartbeat_at < self.clock() - older_than_seconds)).rowcount
 
     # --- API keys -------------------------------------------------------------------------------
 

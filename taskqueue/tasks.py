@@ -6,8 +6,10 @@ duplicate queue message or a cancelled run is skipped; every outcome ends in one
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -20,6 +22,7 @@ from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
 from pipeline.settings import Settings, get_settings
 from taskqueue.huey_app import huey
+from taskqueue.storage import Storage, make_storage
 from taskqueue.store import (
     CANCELED,
     COMPLETED,
@@ -30,13 +33,25 @@ from taskqueue.store import (
     Run,
     RunStore,
 )
+from taskqueue.workdirs import clean_work_dirs
 
 log = logging.getLogger("taskqueue.tasks")
 
+DISK_ERRORS = {
+    errno.ENOSPC: "The disk is full (No space left on device); free space where DATA_DIR is",
+    errno.EDQUOT: "The disk quota is used up; free space where DATA_DIR is",
+    errno.EROFS: "The output folder is on a read-only file system; DATA_DIR must be writable",
+    errno.EACCES: "The output folder is not writable (permission denied); DATA_DIR must be writable",
+    errno.EFBIG: "A file grew past the size the system allows (File too large)",
+}
 HARD_TIMEOUT_GRACE_SECONDS = 15  # Huey's own timeout, a backstop for a step that never polls should_cancel
 OUTPUT_FILES = {"video": "video.mp4", "poster": "poster.jpg", "image": "image.jpg", "meta": "meta.json"}
+# The video goes last: once it is in storage, everything the run made is there.
+PUT_ORDER = ("poster", "image", "meta", "video")
+FORGET_WORKERS_AFTER_SECONDS = 3600.0  # a killed worker's row goes away after this (health lists live ones)
 
 _stores: dict[tuple[int, str], RunStore] = {}
+_storages: dict[int, Storage] = {}
 
 
 def process_store(settings: Settings) -> RunStore:
@@ -45,6 +60,29 @@ def process_store(settings: Settings) -> RunStore:
     if key not in _stores:
         _stores[key] = RunStore(settings.sqlalchemy_url)
     return _stores[key]
+
+
+def process_storage(settings: Settings) -> Storage:
+    """One storage client per process (boto3 clients must not cross a fork either)."""
+    if os.getpid() not in _storages:
+        _storages[os.getpid()] = make_storage(settings)
+    return _storages[os.getpid()]
+
+
+def publish_outputs(storage: Storage, run_id: str, out_dir: Path) -> dict[str, str]:
+    """Put the run's files into storage, video last; the {kind: file name} that were there."""
+    files = {kind: OUTPUT_FILES[kind] for kind in PUT_ORDER if (out_dir / OUTPUT_FILES[kind]).is_file()}
+    try:
+        for name in files.values():
+            storage.put(run_id, name, out_dir / name)
+    except Exception as exc:
+        log.exception("run %s: could not store its files", run_id)
+        raise ProviderError(f"Could not store the run's files ({type(exc).__name__}); check STORAGE_URL "
+                            "and the storage's credentials", transient=True, stage="storage") from exc
+    stored = storage.local_path(run_id, OUTPUT_FILES["video"])
+    if stored is None or stored.resolve() != (out_dir / OUTPUT_FILES["video"]).resolve():
+        shutil.rmtree(out_dir, ignore_errors=True)  # stored elsewhere (bucket or shared mount): no second copy
+    return files
 
 
 def enqueue_run(run_id: str, *, delay: float | None = None) -> None:
@@ -163,12 +201,63 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+current_run: dict[int, str] = {}  # pid -> the run this worker process is rendering (for its heartbeat)
+
+
+class WorkerHeartbeat:
+    """A thread in each worker process: its row in the `workers` table, refreshed even while idle."""
+
+    def __init__(self, store: RunStore, interval: float):
+        self.store, self.interval = store, interval
+        self.name, self.pid, self.started_at = worker_name(), os.getpid(), time.time()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
+
+    def start(self) -> WorkerHeartbeat:
+        self.beat()
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at,
+                               current_run.get(self.pid))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.store.worker_gone(self.name)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # the database may be back by the next beat
+                log.exception("worker heartbeat could not reach the run store")
+
+
+_heartbeats: dict[int, WorkerHeartbeat] = {}
+
+
+@huey.on_startup(name="worker_heartbeat")
+def start_worker_heartbeat() -> None:
+    settings = get_settings()
+    _heartbeats[os.getpid()] = WorkerHeartbeat(process_store(settings), settings.heartbeat_seconds).start()
+
+
+@huey.on_shutdown(name="worker_heartbeat")
+def stop_worker_heartbeat() -> None:
+    heartbeat = _heartbeats.pop(os.getpid(), None)
+    if heartbeat is not None:
+        heartbeat.stop()
+
+
 def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enqueue_run) -> str:
     """Claim and render one run; returns the status it ended in ("skipped" when it was not queued)."""
     worker = worker_name()
     if not store.claim(run_id, worker):
         log.info("run %s is not queued any more; skipping this queue message", run_id)
         return "skipped"
+    current_run[os.getpid()] = run_id
     run = store.get(run_id)
     assert run is not None
     progress = ProgressWriter(store, run_id, settings.progress_interval_seconds)
@@ -180,8 +269,8 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
         from pipeline.run_video import run_video
 
         result = run_video(plan, settings, progress=progress, should_cancel=monitor.should_stop)
-        output = {**result.output, "files": {k: v for k, v in OUTPUT_FILES.items()
-                                             if (Path(plan.out_dir or "") / v).is_file()}}
+        files = publish_outputs(process_storage(settings), run_id, Path(plan.out_dir or settings.runs_dir / run_id))
+        output = {**result.output, "files": files}
         store.finish(run_id, output, progress.close())
         return COMPLETED
     except (Cancelled, TaskTimeout) as exc:
@@ -213,6 +302,15 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
         except Exception:
             log.exception("could not queue %s again; the next worker start recovers it", run_id)
         raise
+    except OSError as exc:
+        # a full disk or a read-only output folder: say so, not "internal error"
+        stage = progress.step or "start"
+        reason = DISK_ERRORS.get(exc.errno or 0)
+        if reason is None:
+            log.exception("run %s failed unexpectedly", run_id)
+            reason = f"Internal error during {stage} ({type(exc).__name__}); see the worker log"
+        store.fail(run_id, FAILED, stage, reason, progress.close())
+        return FAILED
     except Exception as exc:
         log.exception("run %s failed unexpectedly", run_id)
         stage = progress.step or "start"
@@ -220,6 +318,7 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
                    "see the worker log", progress.close())
         return FAILED
     finally:
+        current_run.pop(os.getpid(), None)
         monitor.stop()
 
 
@@ -232,6 +331,7 @@ def render_run(run_id: str) -> str:
 def reap(settings: Settings, store: RunStore, enqueue=enqueue_run) -> ReapResult:
     """Runs whose worker died: queued again (within CRASH_RETRIES) or CRASHED; never left EXECUTING."""
     result = store.reap_stale(settings.crash_after_seconds, settings.crash_retries)
+    store.forget_workers(FORGET_WORKERS_AFTER_SECONDS)
     for run_id in result.requeued:
         try:
             enqueue(run_id)
@@ -239,6 +339,7 @@ def reap(settings: Settings, store: RunStore, enqueue=enqueue_run) -> ReapResult
             log.exception("could not queue %s again after its worker died", run_id)
     if result.crashed or result.requeued:
         log.warning("reaper: crashed %s, queued again %s", result.crashed, result.requeued)
+    clean_work_dirs(settings.runs_dir, store)  # after the reap: a crashed run's folder is no one's now
     return result
 
 

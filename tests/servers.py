@@ -53,6 +53,7 @@ def studio_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
         "CRASH_AFTER_SECONDS": "6",
         "REAPER_INTERVAL_SECONDS": "1",
         "FETCH_ALLOW_HOSTS": json.dumps(["127.0.0.1"]),
+        "RATE_LIMIT_PER_MINUTE": "100000",  # tests poll fast; test_hardening_api sets its own limit
         "PYTHONUNBUFFERED": "1",
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
         "STREAMLIT_SERVER_HEADLESS": "true",

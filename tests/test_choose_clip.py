@@ -346,9 +346,10 @@ class CountingDecoder:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, path: Path, sample_rate: int, *, ffmpeg: str | None = None) -> np.ndarray:
+    def __call__(self, path: Path, sample_rate: int, *, ffmpeg: str | None = None,
+                 duration: float | None = None) -> np.ndarray:
         self.calls += 1
-        return decode_audio(path, sample_rate, ffmpeg=ffmpeg)
+        return decode_audio(path, sample_rate, ffmpeg=ffmpeg, duration=duration)
 
 
 def test_a_song_is_analysed_once_by_content(tmp_path: Path):

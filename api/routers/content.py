@@ -2,30 +2,76 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import statistics
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
 
 from api.auth import require_account
 from api.context import ApiContext, get_ctx
 from pipeline.artists import check_readiness, find_artist
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, StudioError
 from pipeline.request import CreateContentRequest
 from pipeline.templates import get_template_or_404, list_templates
+from taskqueue.store import IDEMPOTENCY_MISMATCH, IDEMPOTENCY_PENDING, IDEMPOTENCY_REPLAY
 from taskqueue.trigger import trigger
 
 router = APIRouter(prefix="/content", tags=["content"])
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+class IdempotencyConflict(StudioError):
+    status_code = 409
+
+
+def _idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    key = value.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise BadInput(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters",
+                       field=["Idempotency-Key"])
+    return key
+
+
+def _body_hash(body: CreateContentRequest) -> str:
+    # The parsed body, so whitespace or key order in the JSON do not make a retry look different
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 @router.post("/create", status_code=202, summary="Trigger the content pipeline for an artist")
 def create_content(body: CreateContentRequest, account: str = Depends(require_account),
-                   ctx: ApiContext = Depends(get_ctx)) -> JSONResponse:
+                   ctx: ApiContext = Depends(get_ctx),
+                   idempotency_key: str | None = Header(None, alias="Idempotency-Key",
+                                                        description="Retry-safe: the same key and body return "
+                                                                    "the first request's runIds")) -> JSONResponse:
     """Validates the artist's files (unless `songs` URLs or `images` override them), writes `batch` runs
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=."""
-    response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue)
+    key = _idempotency_key(idempotency_key)
+    if key is None:
+        return JSONResponse(trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue),
+                            status_code=202)
+    state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body))
+    if state == IDEMPOTENCY_REPLAY:
+        return JSONResponse(previous, status_code=202, headers={"Idempotent-Replayed": "true"})
+    if state == IDEMPOTENCY_MISMATCH:
+        raise IdempotencyConflict("This Idempotency-Key was already used with a different request body; "
+                                  "use a new key for a new request", field=["Idempotency-Key"])
+    if state == IDEMPOTENCY_PENDING:
+        raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly",
+                                  field=["Idempotency-Key"])
+    try:
+        response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue)
+    except BaseException:
+        ctx.store.release_idempotent(account, key)
+        raise
+    ctx.store.finish_idempotent(account, key, response)
     return JSONResponse(response, status_code=202)
 
 

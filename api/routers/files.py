@@ -1,18 +1,20 @@
 """A run's video, poster and image (and an artist's face guide), with HTTP Range support.
 
 Served to the run's owner (API key) or to anyone holding a signed, expiring link from the run's output.
+Files in S3 storage are streamed through this route (see `stored_file`), never redirected.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api.auth import Unauthorized, account_of
 from api.context import ApiContext, get_ctx
 from api.shapes import FILE_NAMES
 from pipeline.artists import find_artist
 from pipeline.errors import NotFound
+from taskqueue.storage import Storage, parse_range
 from taskqueue.store import COMPLETED
 
 router = APIRouter(tags=["files"])
@@ -33,19 +35,50 @@ def _allowed(request: Request, ctx: ApiContext, token: str | None, *parts: str) 
     return account
 
 
+def stored_file(storage: Storage, run_id: str, name: str, request: Request) -> Response:
+    """A stored file that is not on this machine's disk, streamed with Range support.
+
+    Streamed rather than answered with a 307 to a presigned URL: the official SDK and JSON clients
+    follow no redirects, the bucket's endpoint need not be reachable by callers (a private MinIO),
+    and the owner/signed-link checks stay here, in one place. The price is the bytes passing through
+    the web server; players fetch ranges, so a seek costs one ranged GET on the bucket.
+    """
+    size = storage.size(run_id, name)
+    if size is None:
+        raise NotFound("File not found: the run has no finished output")
+    headers = {"Accept-Ranges": "bytes", "Content-Disposition": f'inline; filename="{run_id}-{name}"'}
+    media_type = MEDIA_TYPES.get("." + name.rsplit(".", 1)[-1], "application/octet-stream")
+    try:
+        byte_range = parse_range(request.headers.get("range"), size)
+    except ValueError:
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    status = 200 if byte_range is None else 206
+    length = size if byte_range is None else byte_range.length
+    headers["Content-Length"] = str(length)
+    if byte_range is not None:
+        headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(storage.stream(run_id, name, byte_range), status_code=status, headers=headers,
+                             media_type=media_type)
+
+
 @router.api_route("/files/{run_id}/{name}", methods=["GET", "HEAD"], summary="Download a run's file",
                   response_class=FileResponse)
 def run_file(run_id: str, name: str, request: Request, token: str | None = Query(None),
-             ctx: ApiContext = Depends(get_ctx)) -> FileResponse:
+             ctx: ApiContext = Depends(get_ctx)) -> Response:
     account = _allowed(request, ctx, token, "run", run_id, name)
     if name not in FILE_NAMES:
         raise NotFound("File not found")
     run = ctx.store.get(run_id, owner=account)  # owner None: the signed link already names this run
     if run is None:
         raise NotFound("Run not found", field=["runId"])
-    path = ctx.settings.runs_dir / run.id / name
-    if run.status != COMPLETED or not path.is_file():
+    if run.status != COMPLETED:
         raise NotFound("File not found: the run has no finished output")
+    storage = ctx.storage
+    path = storage.local_path(run.id, name)
+    if path is None:
+        return stored_file(storage, run.id, name, request)
     media_type = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
     return FileResponse(path, media_type=media_type, filename=f"{run.id}-{name}", content_disposition_type="inline")
 
