@@ -106,7 +106,7 @@ class Settings(BaseSettings):
 
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
-    rate_limit_per_minute: int = 120  # requests per API key (or client address) per minute; 0 switches it off
+    rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -1,10 +1,15 @@
-"""Shared fixtures: an isolated data folder and settings, and the real ffmpeg."""
+"""Shared fixtures: an isolated data folder and settings, the real ffmpeg, and the real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
 
 from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.settings import Settings
@@ -19,3 +24,48 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def ffmpeg() -> str:
     return ffmpeg_exe()
+
+
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _service_missing(what: str, exc: Exception) -> None:
+    # CI sets REQUIRE_SERVICES=1 after starting both servers: there a missing service fails, it never skips.
+    if os.environ.get("REQUIRE_SERVICES"):
+        raise exc
+    pytest.skip(f"{what}: {type(exc).__name__}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway database in the local PostgreSQL, dropped after the session."""
+    name = "studio_test_" + uuid.uuid4().hex[:10]
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        admin.dispose()
+        _service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}", exc)
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def queue_name() -> Iterator[str]:
+    """A Huey queue name of this module's own on the local Redis, its keys deleted afterwards."""
+    name = "studio-test-" + uuid.uuid4().hex[:8]
+    try:
+        Redis.from_url(REDIS_URL).ping()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        _service_missing(f"Redis is not reachable at {REDIS_URL}", exc)
+    yield name
+    conn = Redis.from_url(REDIS_URL)
+    for key in conn.scan_iter(f"huey.*{name}*"):
+        conn.delete(key)

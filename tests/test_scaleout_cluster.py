@@ -7,40 +7,22 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis
 
 from pipeline.ffmpeg import probe
 from taskqueue.store import FINAL_STATUSES
+from tests.conftest import REDIS_URL
 from tests.s3_server import S3Server, running_s3
 from tests.servers import KEY_A, Studio, free_port, running_studio, studio_env
-from tests.test_store import postgres_url  # noqa: F401 - the session's throwaway database
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TINY_RENDER_ENV = {"CLIP_SECONDS": "2", "OUTPUT_WIDTH": "180", "OUTPUT_HEIGHT": "320"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
-
-
-@pytest.fixture(scope="module")
-def queue_name() -> Iterator[str]:
-    name = "studio-scaleout-" + uuid.uuid4().hex[:8]
-    try:
-        Redis.from_url(REDIS_URL).ping()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        if os.environ.get("REQUIRE_SERVICES"):
-            raise
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}: {type(exc).__name__}")
-    yield name
-    conn = Redis.from_url(REDIS_URL)
-    for key in conn.scan_iter(f"huey.*{name}*"):
-        conn.delete(key)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +32,7 @@ def s3() -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, queue_name: str,  # noqa: F811
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, queue_name: str,
             s3: S3Server) -> Iterator[tuple[Studio, list[Studio]]]:
     shared = {"DATABASE_URL": postgres_url, "REDIS_URL": REDIS_URL, "QUEUE_NAME": queue_name,
               **s3.env(), **TINY_RENDER_ENV}
