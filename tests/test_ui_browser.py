@@ -65,7 +65,7 @@ def test_create_watch_play_and_download(studio: Studio, browser, tmp_path: Path)
     # a fresh server whose first visitor deep-links to a page still gets the studio's navigation
     page.goto(studio.base_url + "/runs")
     wait_for_app(page, "No runs yet")
-    assert page.get_by_role("link", name="Gallery").count() >= 1
+    page.get_by_role("link", name="Gallery").first.wait_for(timeout=15_000)
     assert page.get_by_text("uploads", exact=True).count() == 0  # no helper module listed as a page
     screenshot(page, "runs-empty-desktop")
 
