@@ -89,13 +89,19 @@ def _git(*args: str, cwd: Path | None = None) -> None:
                    capture_output=True)
 
 
-def test_repository_workspace_is_cloned_then_updated(settings: Settings, tmp_path: Path) -> None:
+def make_artist_repo(tmp_path: Path) -> tuple[Path, Path]:
+    """An artist workspace committed to git (with one song, "first") and a bare clone to use as its remote."""
     src = make_workspace(tmp_path / "src", songs=("first",))
     _git("init", "-q", "-b", "main", str(src))
     _git("add", "-A", cwd=src)
     _git("commit", "-q", "-m", "one", cwd=src)
     bare = tmp_path / "artist.git"
     _git("clone", "-q", "--bare", str(src), str(bare))
+    return src, bare
+
+
+def test_repository_workspace_is_cloned_then_updated(settings: Settings, tmp_path: Path) -> None:
+    src, bare = make_artist_repo(tmp_path)
     aid = str(uuid.uuid4())
     entry = settings.artists_dir / "remote"
     entry.mkdir(parents=True)

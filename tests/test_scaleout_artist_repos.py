@@ -15,7 +15,7 @@ from pipeline.artists import find_artist, list_songs
 from pipeline.settings import Settings
 from taskqueue.trigger import sync_artist
 from tests.media import make_tone
-from tests.test_artists import make_workspace
+from tests.test_artists import make_artist_repo
 
 
 def _git(*args: str, cwd: Path | None = None) -> None:
@@ -33,12 +33,7 @@ def _push_song(src: Path, bare: Path, slug: str) -> None:
 @pytest.fixture
 def shared_artist(tmp_path: Path) -> tuple[str, Path, Path, Path]:
     """(account id, shared ARTISTS_DIR, the artist's working copy, its bare repository)."""
-    src = make_workspace(tmp_path / "src", songs=("first",))
-    _git("init", "-q", "-b", "main", str(src))
-    _git("add", "-A", cwd=src)
-    _git("commit", "-q", "-m", "one", cwd=src)
-    bare = tmp_path / "artist.git"
-    _git("clone", "-q", "--bare", str(src), str(bare))
+    src, bare = make_artist_repo(tmp_path)
     aid = str(uuid.uuid4())
     artists_dir = tmp_path / "shared-artists"
     (artists_dir / "remote").mkdir(parents=True)
