@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -15,12 +14,7 @@ from pipeline.artists import find_artist, list_songs
 from pipeline.settings import Settings
 from taskqueue.trigger import sync_artist
 from tests.media import make_tone
-from tests.test_artists import make_artist_repo
-
-
-def _git(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=cwd, check=True,
-                   capture_output=True)
+from tests.test_artists import _git, make_artist_repo
 
 
 def _push_song(src: Path, bare: Path, slug: str) -> None:
