@@ -24,6 +24,7 @@ from pipeline.settings import Settings, get_settings
 from taskqueue.keys import signing_secret
 from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
+from taskqueue.trigger import EnqueueMany
 
 log = logging.getLogger("api")
 
@@ -39,15 +40,15 @@ def create_api(
     settings: Settings | None = None,
     *,
     store: RunStore | None = None,
-    enqueue: Callable[[str], None] | None = None,
+    enqueue: EnqueueMany | None = None,
     cancel: Callable[[RunStore, str, str | None], Run | None] | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if enqueue is None or cancel is None:
-        from taskqueue.tasks import cancel_run, enqueue_run
+        from taskqueue.tasks import cancel_run, enqueue_runs
 
-        enqueue = enqueue or enqueue_run
+        enqueue = enqueue or enqueue_runs
         cancel = cancel or cancel_run
     ctx = ApiContext(
         settings=settings,
@@ -96,7 +97,7 @@ class Reaper:
         interval = max(0.5, self.ctx.settings.reaper_interval_seconds)
         while not self._stop.wait(interval):
             try:
-                reap(self.ctx.settings, self.ctx.store, self.ctx.enqueue)
+                reap(self.ctx.settings, self.ctx.store, lambda run_id: self.ctx.enqueue([run_id]))
             except Exception:
                 log.exception("reaper pass failed; trying again in %s s", interval)
 

@@ -23,7 +23,7 @@ import pipeline.run_video as run_video_module
 from pipeline.artists import find_artist
 from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.models import RunPlan
-from pipeline.render import RenderJob
+from pipeline.render import TRUE_PEAK_DB, RenderJob, loudness_gain
 from pipeline.run_video import RunOutput, run_video
 from pipeline.settings import FONTS_DIR, PROJECT_ROOT, Settings
 
@@ -53,8 +53,10 @@ class Prepared:
     fps: int
     preset: str
     crf: int
+    x264_params: str
     audio_bitrate: str
     lufs: float
+    gain_db: float
     fade_in: float
     fade_out: float
 
@@ -108,7 +110,8 @@ def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = Fals
         caption=out.output.get("captionText") or "", song=job.audio_path, start=job.clip_start,
         duration=job.clip_duration, zoom=job.motion.zoom_expr, x=job.motion.x_expr, y=job.motion.y_expr,
         width=job.width, height=job.height, fps=job.fps, preset=job.x264_preset, crf=job.crf,
-        audio_bitrate=job.audio_bitrate, lufs=job.loudness_lufs, fade_in=job.fade_in, fade_out=job.fade_out,
+        x264_params=job.x264_params, audio_bitrate=job.audio_bitrate, lufs=job.loudness_lufs,
+        gain_db=loudness_gain(job), fade_in=job.fade_in, fade_out=job.fade_out,
     ), seconds
 
 
@@ -119,9 +122,10 @@ def _even(value: float) -> int:
     return int(round(value / 2)) * 2
 
 
-def bare_args(p: Prepared, out: Path) -> list[str]:
+def bare_args(p: Prepared, out: Path, *, camera: bool = True) -> list[str]:
     """One hand-written ffmpeg command for the same video: still -> perspective camera -> lanczos -> ASS; the
-    song clip with loudness and fades; libx264 with the same settings. Paths are relative to p.folder."""
+    song clip with the same measured gain, limiter and fades; libx264 with the same settings. Paths are relative
+    to p.folder. Without `camera` the still stands still: the floor, what encoding alone costs."""
     frame_time = f"(in/{p.fps})"  # perspective knows the frame number, not the time
 
     def of_frame(expr: str) -> str:
@@ -130,31 +134,33 @@ def bare_args(p: Prepared, out: Path) -> list[str]:
     zoom, cx, cy = of_frame(p.zoom), of_frame(p.x), of_frame(p.y)
     left, right = f"W*(({cx})-0.5/({zoom}))", f"W*(({cx})+0.5/({zoom}))"
     top, bottom = f"H*(({cy})-0.5/({zoom}))", f"H*(({cy})+0.5/({zoom}))"
-    camera = (f"perspective=x0='{left}':y0='{top}':x1='{right}':y1='{top}':x2='{left}':y2='{bottom}'"
-              f":x3='{right}':y3='{bottom}':interpolation=linear:sense=source:eval=frame")
+    move = (f"perspective=x0='{left}':y0='{top}':x1='{right}':y1='{top}':x2='{left}':y2='{bottom}'"
+            f":x3='{right}':y3='{bottom}':interpolation=linear:sense=source:eval=frame,")
     frames = round(p.duration * p.fps)
-    work_w, work_h = _even(p.width * 1.25), _even(p.height * 1.25)
+    work_w, work_h = (_even(p.width * 1.25), _even(p.height * 1.25)) if camera else (p.width, p.height)
     video = (f"[0:v]scale={work_w}:{work_h}:flags=lanczos:out_color_matrix=bt709:out_range=tv,format=yuv420p,"
              f"loop=loop={frames}:size=1,"
-             f"setpts=N/({p.fps}*TB),{camera},scale={p.width}:{p.height}:flags=lanczos,setsar=1")
+             f"setpts=N/({p.fps}*TB),{move if camera else ''}scale={p.width}:{p.height}:flags=lanczos,setsar=1")
     if p.ass is not None:
         video += f",ass=filename={p.ass.name}:fontsdir=fonts"
     d = f"{p.duration:.3f}"
-    audio = (f"[1:a]aformat=channel_layouts=stereo,loudnorm=I={p.lufs:g}:TP=-1.5:LRA=11,aresample=48000,"
+    audio = (f"[1:a]aformat=sample_fmts=fltp:channel_layouts=stereo,volume={p.gain_db:.2f}dB,aresample=48000,"
+             f"alimiter=limit={10 ** (TRUE_PEAK_DB / 20):.4f}:level=false:latency=true,"
              f"afade=t=in:d={p.fade_in}:st=0,afade=t=out:st={p.duration - p.fade_out:.3f}:d={p.fade_out}")
     return ["-hide_banner", "-nostdin", "-y", "-v", "error",
             "-i", p.still.name, "-ss", f"{p.start:.3f}", "-t", d, "-i", str(p.song),
             "-filter_complex", f"{video}[v];{audio}[a]", "-map", "[v]", "-map", "[a]",
-            "-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf), "-pix_fmt", "yuv420p", "-profile:v", "high",
+            "-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf),
+            *(["-x264-params", p.x264_params] if p.x264_params else []), "-pix_fmt", "yuv420p", "-profile:v", "high",
             "-r", str(p.fps), "-g", str(p.fps * 2), "-colorspace", "bt709", "-color_primaries", "bt709",
             "-color_trc", "bt709", "-color_range", "tv", "-c:a", "aac", "-b:a", p.audio_bitrate, "-ar", "48000",
             "-t", d, "-movflags", "+faststart", str(out)]
 
 
-def run_bare(p: Prepared, out: Path, ffmpeg: str | None = None) -> float:
+def run_bare(p: Prepared, out: Path, ffmpeg: str | None = None, *, camera: bool = True) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([ffmpeg_exe(ffmpeg), *bare_args(p, out)], cwd=p.folder, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([ffmpeg_exe(ffmpeg), *bare_args(p, out, camera=camera)], cwd=p.folder,
+                          capture_output=True, text=True, timeout=900)
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not out.is_file():
         raise RuntimeError(f"the bare ffmpeg command failed: {proc.stderr[-2000:]}")
@@ -177,8 +183,8 @@ def run_moviepy(p: Prepared, out: Path) -> float:
     """The peers' render of the same video; the seconds MoviePy reports from building clips to the written file."""
     job = {"still": str(p.still), "song": str(p.song), "start": p.start, "duration": p.duration,
            "caption": p.caption, "font": str(CAPTION_FONT), "width": p.width, "height": p.height, "fps": p.fps,
-           "preset": p.preset, "crf": p.crf, "audio_bitrate": p.audio_bitrate, "fade_in": p.fade_in,
-           "fade_out": p.fade_out, "out": str(out)}
+           "preset": p.preset, "crf": p.crf, "x264_params": p.x264_params, "audio_bitrate": p.audio_bitrate,
+           "fade_in": p.fade_in, "fade_out": p.fade_out, "out": str(out)}
     proc = subprocess.run([str(MOVIEPY_PYTHON), str(MOVIEPY_SCRIPT), json.dumps(job)], capture_output=True,
                           text=True, timeout=1800, cwd=p.folder)
     if proc.returncode != 0 or not out.is_file():

@@ -34,7 +34,9 @@ def main(job: dict) -> dict:
     video = CompositeVideoClip(layers, size=(w, h)).with_duration(d).with_audio(audio)
     video.write_videofile(job["out"], fps=job["fps"], codec="libx264", preset=job["preset"], audio_codec="aac",
                           audio_bitrate=job.get("audio_bitrate", "160k"), threads=os.cpu_count(),
-                          ffmpeg_params=["-crf", str(job["crf"]), "-pix_fmt", "yuv420p"], logger=None)
+                          ffmpeg_params=["-crf", str(job["crf"]), "-pix_fmt", "yuv420p",
+                                         *(["-x264-params", job["x264_params"]] if job.get("x264_params") else [])],
+                          logger=None)
     video.close()
     audio.close()
     return {"seconds": time.perf_counter() - start}

@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -20,6 +21,9 @@ from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
 from taskqueue.storage import LocalStorage, Storage, make_storage
 from taskqueue.store import COMPLETED, Run, RunStore
+
+if TYPE_CHECKING:
+    from taskqueue.trigger import EnqueueMany
 
 CAPTION_LENGTHS = ("none", "short", "medium", "long")
 MAX_BATCH = 30
@@ -35,19 +39,19 @@ class Studio:
     store: RunStore
     owner: str  # the install key's account: runs made with that key in the API show here too
     api_key: str
-    enqueue: Callable[[str], None]
+    enqueue: EnqueueMany
     cancel: Callable[[RunStore, str, str | None], Run | None]
 
 
 def open_studio(settings: Settings) -> Studio:
     """The store, the install's own API key (made on first use, as `serve` does) and the real queue."""
     from taskqueue.keys import ensure_local_key
-    from taskqueue.tasks import cancel_run, enqueue_run
+    from taskqueue.tasks import cancel_run, enqueue_runs
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(settings.sqlalchemy_url)
     key, account = ensure_local_key(settings, store)
-    return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_run,
+    return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_runs,
                   cancel=cancel_run)
 
 

@@ -232,7 +232,6 @@ if submitted and not problems:
         ok, response = ui.run_action(submit, spinner="Queueing…")
     if ok and isinstance(response, dict):
         ids = response["runIds"]
-        note = f" ({response['failed']} could not be queued)" if response.get("failed") else ""
-        ui.flash(f"Started {len(ids)} video{'s' if len(ids) != 1 else ''}{note}: {', '.join(ids)}")
+        ui.flash(f"Started {len(ids)} video{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
         st.session_state["last_run_ids"] = ids
         st.switch_page(ui.page_path("runs"))

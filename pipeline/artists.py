@@ -7,6 +7,7 @@ repository are cloned or updated with `git` into DATA_DIR before use.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import uuid
@@ -103,14 +104,10 @@ def list_songs(artist: Artist) -> list[Song]:
     found: dict[str, Song] = {}
     if not songs_dir.is_dir():
         return []
-    for path in sorted(songs_dir.rglob("*")):
-        if path.suffix.lower() not in SONG_EXTENSIONS or not path.is_file():
+    for path, linked in _song_files(songs_dir):
+        # a symlinked file may point out of the workspace
+        if linked and path.resolve().parent not in (songs_dir.resolve(), (songs_dir / path.stem).resolve()):
             continue
-        rel = path.relative_to(songs_dir)
-        if len(rel.parts) > 2 or (len(rel.parts) == 2 and rel.parts[0] != path.stem):
-            continue
-        if path.resolve().parent not in (songs_dir.resolve(), (songs_dir / path.stem).resolve()):
-            continue  # a symlink pointing out of the workspace
         slug = path.stem
         lrc = path.with_suffix(".lrc")
         found.setdefault(
@@ -119,6 +116,31 @@ def list_songs(artist: Artist) -> list[Song]:
                  lrc_path=lrc if lrc.exists() else None),
         )
     return list(found.values())
+
+
+def _song_files(songs_dir: Path) -> list[tuple[Path, bool]]:
+    """(path, is a symlink) of songs/<x>.<ext> and songs/<x>/<x>.<ext>, in path order, without walking deeper.
+
+    Every create request checks the artist's songs; a recursive glob with a resolve() per file was a fifth of
+    the API's time per request (docs/PERFORMANCE.md), one scandir per folder is a few stat calls.
+    """
+    files: list[tuple[Path, bool]] = []
+
+    def is_song(entry: os.DirEntry[str]) -> bool:
+        return os.path.splitext(entry.name)[1].lower() in SONG_EXTENSIONS and entry.is_file()
+
+    with os.scandir(songs_dir) as top:
+        for entry in top:
+            if entry.is_dir():
+                try:
+                    with os.scandir(entry.path) as inner:
+                        files += [(Path(e.path), e.is_symlink()) for e in inner
+                                  if os.path.splitext(e.name)[0] == entry.name and is_song(e)]
+                except OSError:
+                    continue  # an unreadable folder holds no song we can use
+            elif is_song(entry):
+                files.append((Path(entry.path), entry.is_symlink()))
+    return sorted(files)
 
 
 def find_song(artist: Artist, slug: str) -> Song:

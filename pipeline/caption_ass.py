@@ -41,7 +41,12 @@ class _Font:
 def _font_info(path: Path) -> _Font:
     ref = ImageFont.truetype(str(path), 1000)
     ascent, descent = ref.getmetrics()
-    return _Font(path=path, name=ref.getname()[0], em_per_size=1000 / max(1, ascent + descent))
+    family, style = ref.getname()
+    # libass matches the legacy family or the full name, not the typographic family FreeType reports: Inter
+    # ExtraBold's family is "Inter" to FreeType but "Inter Extra Bold" to libass, which then fell back to DejaVu.
+    # "family style" is the full name of every font we ship (and of most fonts).
+    name = family if (style or "Regular") in ("Regular", "Book", "Normal") else f"{family} {style}"
+    return _Font(path=path, name=name, em_per_size=1000 / max(1, ascent + descent))
 
 
 @lru_cache(maxsize=32)
@@ -250,8 +255,16 @@ def _timestamp(seconds: float) -> str:
     return f"{cs // 360000}:{cs // 6000 % 60:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}"
 
 
+CAPTION_FADE = 0.3  # seconds the caption takes to fade in and out
+
+
+def caption_fade(duration: float, fade: float = CAPTION_FADE) -> float:
+    """The caption's fade in (and out), in seconds: short clips get a quarter of their length at most."""
+    return max(0.0, round(min(fade, duration / 4), 3))
+
+
 def build_ass(text: str, style: CaptionStyle, *, width: int, height: int, duration: float,
-              fade: float = 0.3) -> str:
+              fade: float = CAPTION_FADE) -> str:
     """An ASS script (PlayRes = the frame) showing `text` for the whole clip, fading in and out."""
     layout = layout_caption(text, style, width=width, height=height)
     primary = _font_info(style.font_file)
@@ -269,7 +282,7 @@ def build_ass(text: str, style: CaptionStyle, *, width: int, height: int, durati
         position = f"\\an5\\pos({centre_x},{round(height * (SAFE_TOP + (1 - SAFE_TOP - SAFE_BOTTOM) / 2))})"
     else:
         position = f"\\an2\\pos({centre_x},{round(height * (1 - SAFE_BOTTOM))})"
-    fade_ms = max(0, round(min(fade, duration / 4) * 1000))
+    fade_ms = round(caption_fade(duration, fade) * 1000)
     body_lines = []
     for line in layout.lines:
         parts = []

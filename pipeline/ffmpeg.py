@@ -6,13 +6,16 @@ through pipes into numpy.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -129,6 +132,28 @@ def decode_audio(
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
 
 
+def measure_loudness(path: Path | str, *, start: float = 0.0, duration: float | None = None,
+                     ffmpeg: str | None = None) -> float | None:
+    """Integrated loudness (EBU R128, LUFS) of the stretch of audio as the render hears it (stereo); None for
+    silence or a stretch too short to measure."""
+    args = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-ss", f"{max(0.0, start):.3f}"]
+    if duration is not None:
+        args += ["-t", f"{duration:.3f}"]
+    args += ["-i", str(path), "-map", "0:a:0", "-af", "aformat=channel_layouts=stereo,ebur128=framelog=quiet",
+             "-f", "null", "-"]
+    proc = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=600)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["ffmpeg failed"]
+        raise BadInput(f"{Path(path).name} is not decodable audio ({tail[0]})")
+    found = _INTEGRATED.findall(proc.stderr)
+    value = float(found[-1]) if found else None
+    return None if value is None or value <= _SILENCE_LUFS else value
+
+
+_INTEGRATED = re.compile(r"I:\s+(-?\d+(?:\.\d+)?|-inf) LUFS")
+_SILENCE_LUFS = -69.0  # ebur128 reports -70 (its absolute gate) for silence
+
+
 def decode_frames(
     path: Path | str,
     *,
@@ -168,13 +193,21 @@ def run_ffmpeg(
     expected_seconds: float | None = None,
     on_progress: ProgressFn | None = None,
     timeout: float | None = None,
+    feed: Callable[[BinaryIO], None] | None = None,
 ) -> None:
-    """Run ffmpeg with `args` (without the binary), reporting 0..1 progress from `-progress`."""
+    """Run ffmpeg with `args` (without the binary), reporting 0..1 progress from `-progress`.
+
+    `feed`, if given, writes ffmpeg's standard input (an input of `pipe:0`) from a thread of its own while this
+    one reads the progress; a failure on either side stops both.
+    """
     cmd = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-y", "-v", "error", "-progress", "pipe:1", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if feed else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    feeder = _Feeder(proc, feed) if feed else None
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace")
             if on_progress and expected_seconds and line.startswith("out_time_us="):
                 value = line.split("=", 1)[1].strip()
                 if value.lstrip("-").isdigit():
@@ -183,11 +216,40 @@ def run_ffmpeg(
     except BaseException:
         proc.kill()
         proc.wait()
+        if feeder:
+            feeder.join()
         raise
-    stderr = proc.stderr.read() if proc.stderr else ""
+    if feeder:
+        feeder.join()
+        if feeder.error is not None:
+            raise feeder.error
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         if "No space left on device" in stderr or "File too large" in stderr:
             raise RenderError("The disk is full: ffmpeg could not write its output (No space left on device); "
                               "free space where DATA_DIR is")
         tail = "\n".join(stderr.strip().splitlines()[-5:])
         raise RenderError(f"ffmpeg failed (exit {proc.returncode}): {tail}")
+
+
+class _Feeder(threading.Thread):
+    """Writes ffmpeg's standard input; an error of its own is kept for the caller's thread to raise."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], feed: Callable[[BinaryIO], None]) -> None:
+        super().__init__(name="ffmpeg-feed", daemon=True)
+        self.proc, self.feed = proc, feed
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.feed(self.proc.stdin)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # ffmpeg stopped reading: its exit status and stderr say why
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = exc
+            self.proc.kill()
+        finally:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()

@@ -1,30 +1,35 @@
-"""The final render: one ffmpeg filter graph (camera motion, caption, audio clip, fades, loudness), encoded once.
+"""The final render: one ffmpeg filter graph (caption, audio clip, fades, loudness), encoded once.
 
-Why the `perspective` filter for the camera: it samples the still at sub-pixel corner positions with bilinear
-interpolation, so a slow push-in glides. `zoompan` crops at whole source pixels and visibly steps (measured
-here: the per-frame shift of a slow pan alternates 0 / 1.7 px; with perspective it is 0.80 +- 0.02 px every
-frame), and `crop` cannot change its size per frame.
-The camera works on a copy of the still 1.25x the output (sampled at least 1:1 at any planned zoom), then
-scales down with lanczos, so the picture stays sharp. Measured on 2 busy cores (load ~3), x264 veryfast, 15 s:
-720x1280 ~7 s (zoompan: ~3.5 s, but it steps), 1440x2560 ~27 s. The smooth camera is worth it. Chroma is warped
-at 4:2:0 (half the work of 4:4:4, still finer than the output's chroma).
+For a still, the camera (pipeline/camera.py) draws the frames in this process and pipes them to ffmpeg as raw
+YUV 4:2:0, so the move glides at sub-pixel precision without ffmpeg's costly `perspective` warp; a provider's
+clip is scaled and cropped by ffmpeg itself. Measured on 2 cores, 720x1280 15 s, x264 veryfast: see
+docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
-from pipeline.errors import RenderError
-from pipeline.ffmpeg import probe, run_ffmpeg
+import numpy as np
+from PIL import Image
+
+from pipeline.camera import camera_path, load_still, working_size, write_frames
+from pipeline.caption_ass import caption_fade
+from pipeline.errors import BadInput, RenderError
+from pipeline.ffmpeg import ffmpeg_exe, measure_loudness, probe, run_ffmpeg
 from pipeline.models import MotionPlan, StyledImage
 
-OVERSAMPLE = 1.25  # the camera's working copy of the still, relative to the output size
 POSTER_AT = 1 / 3  # the poster is the frame this far into the clip (past the fade, the caption fully in)
+TRUE_PEAK_DB = -1.5  # the limiter's ceiling after the loudness gain
+MAX_GAIN_DB = 40.0  # a near-silent clip is lifted this much at most (what is quieter is treated as silence)
 
 
 @dataclass
@@ -42,6 +47,7 @@ class RenderJob:
     fps: int = 30
     x264_preset: str = "veryfast"
     crf: int = 20
+    x264_params: str = ""
     audio_bitrate: str = "160k"
     loudness_lufs: float = -14.0
     fade_in: float = 0.4
@@ -56,13 +62,29 @@ class RenderJob:
 
 
 @dataclass(frozen=True)
+class CaptionLayer:
+    """The caption drawn once: an RGBA image cropped to its ink, where it sits, and how long it fades."""
+
+    path: Path
+    x: int
+    y: int
+    fade: float
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """What render() works out before the encode: the caption layer and the gain that brings the clip to the
+    target loudness."""
+
+    caption: CaptionLayer | None = None
+    gain_db: float = 0.0
+
+
+@dataclass(frozen=True)
 class RenderResult:
     video_path: Path
     poster_path: Path
     seconds: float
-
-
-LOUDNORM_WINDOW_SECONDS = 3.0  # loudnorm measures in 3 s windows; shorter clips take its fallback path
 
 
 # --- filtergraph escaping ------------------------------------------------------------------------------------
@@ -74,43 +96,20 @@ def escape_filter_value(value: str) -> str:
     return re.sub(r"([\\'\[\],;])", r"\\\1", value)  # graph level: backslash, quote, brackets, comma, semicolon
 
 
-def _t_as_frame_time(expr: str) -> str:
-    # `perspective` knows the frame number `in` but not `t`; register 0 holds the time.
-    return re.sub(r"\bt\b", "ld(0)", expr)
-
-
-def camera_filter(motion: MotionPlan, fps: int) -> str:
-    """`perspective` with the window (centre x/y, size 1/zoom of the still) mapped to the frame, per frame."""
-    zoom = _t_as_frame_time(motion.zoom_expr)
-    cx = _t_as_frame_time(motion.x_expr)
-    cy = _t_as_frame_time(motion.y_expr)
-    head = f"st(0,in/{fps});st(1,max(1,{zoom}))"
-    # the centre is clamped so the window never leaves the still (no black edges whatever the plan says)
-    x = f"{head};st(2,clip({cx},0.5/ld(1),1-0.5/ld(1)));W*(ld(2)%s0.5/ld(1))"
-    y = f"{head};st(2,clip({cy},0.5/ld(1),1-0.5/ld(1)));H*(ld(2)%s0.5/ld(1))"
-    corners = {
-        "x0": x % "-", "y0": y % "-", "x1": x % "+", "y1": y % "-",
-        "x2": x % "-", "y2": y % "+", "x3": x % "+", "y3": y % "+",
-    }
-    options = ":".join(f"{k}='{v}'" for k, v in corners.items())
-    return f"perspective={options}:interpolation=linear:sense=source:eval=frame"
-
-
-def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
-
-
 # --- the command -----------------------------------------------------------------------------------------------
 
 
-def _temp_paths(job: RenderJob) -> tuple[Path, Path]:
+def _temp_paths(job: RenderJob) -> tuple[Path, Path, Path]:
     tag = f"{os.getpid()}.partial"
     return (job.out_path.with_name(f".{job.out_path.stem}.{tag}.mp4"),
-            job.poster_path.with_name(f".{job.poster_path.stem}.{tag}.jpg"))
+            job.poster_path.with_name(f".{job.poster_path.stem}.{tag}.jpg"),
+            job.out_path.with_name(f".{job.out_path.stem}.{tag}.caption.png"))
 
 
-def build_render_args(job: RenderJob, video_tmp: Path | None = None) -> list[str]:
+def build_render_args(job: RenderJob, video_tmp: Path | None = None,
+                      inputs: RenderInputs | None = None) -> list[str]:
     """The ffmpeg arguments (without the binary) of the whole render: one filter graph, one encode."""
+    inputs = inputs or RenderInputs()
     video_out = video_tmp or job.out_path
     duration = max(0.1, job.clip_duration)
     dur = f"{duration:.3f}"
@@ -121,21 +120,10 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None) -> list[str
         video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
                  f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p")
     else:
-        # The still is decoded, sized and converted once, then repeated by `loop` (`-loop 1` would decode it
-        # every frame). The camera works on a copy OVERSAMPLE x the output: every plan zooms at most ~1.25x, so
-        # it still samples at least 1:1, and a bigger copy only costs time.
-        frames = round(duration * fps) + 1
-        sw, sh = _even(w * OVERSAMPLE), _even(h * OVERSAMPLE)
-        size = f"scale={sw}:{sh}:flags=lanczos," if job.image.width > sw * 1.02 else ""
-        args += ["-framerate", str(fps), "-i", str(job.image.path)]
-        video = (f"[0:v]{size}scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-                 f"loop=loop={frames - 1}:size=1,setpts=N/({fps}*TB),{camera_filter(job.motion, fps)},"
-                 f"scale={w}:{h}:flags=lanczos")
+        # the camera's frames (render() writes them to ffmpeg's standard input), already BT.709 limited range
+        args += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0"]
+        video = "[0:v]null"
     video += ",setsar=1"
-    if job.ass_path is not None:
-        video += (f",ass=filename={escape_filter_value(str(job.ass_path))}"
-                  f":fontsdir={escape_filter_value(str(job.fonts_dir))}")
-    video += "[v]"
 
     from_video = job.video_source is not None and job.use_video_audio
     if from_video:
@@ -143,30 +131,88 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None) -> list[str
     else:
         args += ["-ss", f"{max(0.0, job.clip_start):.3f}", "-t", dur, "-i", str(job.audio_path)]
         audio_in = "[1:a]"
+
+    graph = []
+    if inputs.caption is not None:
+        # The caption is one still frame: looped, faded on its alpha, laid over the picture. libass on every
+        # frame cost ~0.7 s of a 15 s render; this costs ~0.2 s and looks the same (tests/test_render.py).
+        cap = inputs.caption
+        args += ["-i", str(cap.path)]
+        layer = (f"[{2 if not from_video else 1}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
+                 f"loop=loop=-1:size=1,setpts=N/({fps}*TB)")
+        if cap.fade > 0:
+            layer += (f",fade=t=in:st=0:d={cap.fade:.3f}:alpha=1"
+                      f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
+        graph.append(layer + "[caption]")
+        video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
+    graph.append(video + "[v]")
+
     fade_in = min(job.fade_in, duration / 3)
     fade_out = min(job.fade_out, duration / 3)
-    audio = (f"{audio_in}aformat=sample_fmts=fltp:channel_layouts=stereo,"
-             f"loudnorm=I={job.loudness_lufs:g}:TP=-1.5:LRA=11")
-    if duration < LOUDNORM_WINDOW_SECONDS:
-        # loudnorm turns digital silence shorter than its 3 s window into NaN, which the AAC encoder refuses
-        audio += ",aeval=exprs='if(isnan(val(ch)),0,val(ch))':c=same"
-    audio += ",aresample=48000"
+    # A measured gain and a limiter, not `loudnorm`: loudnorm's dynamic mode resamples to 192 kHz and rides the
+    # level inside a 15 s clip (~0.5 s of CPU); one gain keeps the song's own dynamics.
+    audio = (f"{audio_in}aformat=sample_fmts=fltp:channel_layouts=stereo,volume={inputs.gain_db:.2f}dB,"
+             f"aresample=48000,alimiter=limit={10 ** (TRUE_PEAK_DB / 20):.4f}:level=false:latency=true")
     if fade_in > 0:
         audio += f",afade=t=in:st=0:d={fade_in:.3f}"
     if fade_out > 0:
         audio += f",afade=t=out:st={duration - fade_out:.3f}:d={fade_out:.3f}"
-    audio += f",apad=whole_dur={dur}[a]"
+    graph.append(audio + f",apad=whole_dur={dur}[a]")
 
-    args += ["-filter_complex", f"{video};{audio}"]
+    args += ["-filter_complex", ";".join(graph)]
     args += [
         "-map", "[v]", "-map", "[a]",
-        "-c:v", "libx264", "-preset", job.x264_preset, "-crf", str(job.crf), "-pix_fmt", "yuv420p",
+        "-c:v", "libx264", "-preset", job.x264_preset, "-crf", str(job.crf),
+        *(["-x264-params", job.x264_params] if job.x264_params else []), "-pix_fmt", "yuv420p",
         "-profile:v", "high", "-r", str(fps), "-g", str(fps * 2),
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
         "-c:a", "aac", "-b:a", job.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-t", dur, "-movflags", "+faststart", "-f", "mp4", str(video_out),
     ]
     return args
+
+
+def loudness_gain(job: RenderJob) -> float:
+    """dB that bring the clip to job.loudness_lufs (0 for silence)."""
+    from_video = job.video_source is not None and job.use_video_audio
+    source = job.video_source if from_video and job.video_source else job.audio_path
+    try:
+        measured = measure_loudness(source, start=0.0 if from_video else job.clip_start,
+                                    duration=job.clip_duration, ffmpeg=job.ffmpeg)
+    except BadInput as exc:  # by now the song was checked: this is the render failing, not the user's input
+        raise RenderError(str(exc)) from exc
+    if measured is None:
+        return 0.0
+    return max(-MAX_GAIN_DB, min(MAX_GAIN_DB, job.loudness_lufs - measured))
+
+
+def rasterise_caption(job: RenderJob, out: Path) -> CaptionLayer | None:
+    """The job's ASS caption drawn by libass once, mid-clip (fully faded in), onto a transparent frame; saved
+    cropped to its ink (even offsets, for 4:2:0). None when the caption draws nothing."""
+    assert job.ass_path is not None
+    w, h = job.width, job.height
+    at = max(0.0, job.clip_duration / 2)
+    graph = (f"color=c=black@0:s={w}x{h}:r=25:d=0.04,format=rgba,setpts=PTS+{at:.3f}/TB,"
+             f"ass=filename={escape_filter_value(str(job.ass_path))}"
+             f":fontsdir={escape_filter_value(str(job.fonts_dir))}:alpha=1")
+    cmd = [ffmpeg_exe(job.ffmpeg), "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", graph,
+           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    if proc.returncode != 0 or len(proc.stdout) != w * h * 4:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise RenderError(f"the caption could not be drawn: {tail[0] if tail else 'no frame'}")
+    rgba = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(h, w, 4)
+    ys, xs = np.nonzero(rgba[..., 3])
+    if not len(xs):
+        return None
+    x0, y0 = int(xs.min()) // 2 * 2, int(ys.min()) // 2 * 2
+    x1, y1 = min(w, (int(xs.max()) + 2) // 2 * 2), min(h, (int(ys.max()) + 2) // 2 * 2)
+    ink = rgba[y0:y1, x0:x1].astype(np.float32)
+    # libass blends onto the transparent frame, leaving colour premultiplied by alpha; overlay wants it straight
+    alpha = ink[..., 3:4]
+    ink[..., :3] = np.where(alpha > 0, ink[..., :3] * 255.0 / np.maximum(alpha, 1.0), 0.0)
+    Image.fromarray(np.clip(ink + 0.5, 0, 255).astype(np.uint8), "RGBA").save(out, compress_level=1)
+    return CaptionLayer(path=out, x=x0, y=y0, fade=caption_fade(job.clip_duration))
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
@@ -181,12 +227,29 @@ def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str
             "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
 
 
+def camera_feed(job: RenderJob) -> Callable[[BinaryIO], None] | None:
+    """What writes the camera's frames into ffmpeg (None for a provider's clip, which ffmpeg reads itself).
+
+    The still is read and the path evaluated here, before ffmpeg starts, so a bad still or plan fails fast."""
+    if job.video_source is not None:
+        return None
+    still = load_still(job.image.path, working_size(job.image.width, job.image.height, job.width, job.height),
+                       job.ffmpeg)
+    path = camera_path(job.motion, frame_count(job), job.fps)
+    return lambda stream: write_frames(stream, still, path, job.width, job.height)
+
+
+def frame_count(job: RenderJob) -> int:
+    """Frames the camera draws: one past the clip, so ffmpeg's `-t` (not a short input) ends the video."""
+    return round(max(0.1, job.clip_duration) * job.fps) + 1
+
+
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
     """Render job.out_path (and its poster); both appear only when complete, nothing is left on failure."""
     job.out_path.parent.mkdir(parents=True, exist_ok=True)
     if job.video_source is not None and job.use_video_audio and not probe(job.video_source, job.ffmpeg).has_audio:
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
-    video_tmp, poster_tmp = _temp_paths(job)
+    video_tmp, poster_tmp, caption_tmp = _temp_paths(job)
     start = time.monotonic()
     done = [0.0]
 
@@ -197,8 +260,15 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
             on_progress(fraction)
 
     try:
-        run_ffmpeg(build_render_args(job, video_tmp), ffmpeg=job.ffmpeg, expected_seconds=job.clip_duration,
-                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40))
+        # three short ffmpeg reads, side by side: the still for the camera, the caption, the clip's loudness
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="render-prep") as pool:
+            feed = pool.submit(camera_feed, job)
+            caption = pool.submit(rasterise_caption, job, caption_tmp) if job.ass_path is not None else None
+            gain = pool.submit(loudness_gain, job)
+            inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result())
+            camera = feed.result()
+        run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.ffmpeg, expected_seconds=job.clip_duration,
+                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40), feed=camera)
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
         run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
@@ -209,5 +279,6 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
     finally:
         video_tmp.unlink(missing_ok=True)
         poster_tmp.unlink(missing_ok=True)
+        caption_tmp.unlink(missing_ok=True)
     forward(1.0)
     return RenderResult(video_path=job.out_path, poster_path=job.poster_path, seconds=time.monotonic() - start)

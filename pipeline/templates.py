@@ -126,10 +126,14 @@ def _load(path: Path, mtime: float) -> Template:
 
 def load_template(template_id: str, templates_dir: Path = TEMPLATES_DIR) -> Template:
     """The template with this id; `BadInput("Unsupported template: X")` when there is none."""
-    if not _TEMPLATE_ID.match(template_id or "") or template_id not in template_ids(templates_dir):
+    path = templates_dir / (template_id or "") / "template.json"
+    try:  # the id pattern keeps the path inside templates_dir; one stat instead of listing the folder
+        mtime = path.stat().st_mtime if _TEMPLATE_ID.match(template_id or "") else None
+    except OSError:
+        mtime = None
+    if mtime is None:
         raise BadInput(f"Unsupported template: {template_id}", field=["template"])
-    path = templates_dir / template_id / "template.json"
-    return _load(path, path.stat().st_mtime)
+    return _load(path, mtime)
 
 
 def get_template_or_404(template_id: str, templates_dir: Path = TEMPLATES_DIR) -> Template:

@@ -79,7 +79,7 @@ def _is_uuid(value: str) -> bool:
 
 def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
     from taskqueue.keys import local_account_id
-    from taskqueue.tasks import enqueue_run
+    from taskqueue.tasks import enqueue_runs
     from taskqueue.trigger import trigger
 
     body: dict[str, Any] = {"artist_account_id": args.artist, "template": args.template,
@@ -93,7 +93,7 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
             body["artist_account_id"] = find_artist(settings, args.artist).account_id
         request = CreateContentRequest.model_validate(body)
         owner = args.account or local_account_id(settings, store)
-        response = trigger(request, owner, settings=settings, store=store, enqueue=enqueue_run)
+        response = trigger(request, owner, settings=settings, store=store, enqueue=enqueue_runs)
     except ValidationError as exc:
         print(json.dumps({"status": "error", "error": _readable(exc)}), file=sys.stderr)
         return 2

@@ -13,15 +13,17 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from huey import crontab
+from huey.api import Task
 from huey.exceptions import TaskTimeout
 
 from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
 from pipeline.settings import Settings, get_settings
-from taskqueue.huey_app import huey
+from taskqueue.huey_app import enqueue_all, huey
 from taskqueue.storage import Storage, make_storage
 from taskqueue.store import (
     CANCELED,
@@ -85,13 +87,22 @@ def publish_outputs(storage: Storage, run_id: str, out_dir: Path) -> dict[str, s
     return files
 
 
-def enqueue_run(run_id: str, *, delay: float | None = None) -> None:
-    """Put one run on the queue; the queue message carries the run id as its task id (for revoke)."""
-    settings = get_settings()
-    options: dict = {"id": run_id, "timeout": settings.run_timeout_seconds + HARD_TIMEOUT_GRACE_SECONDS}
+def _render_task(run_id: str, delay: float | None = None) -> Task:
+    """The queue message for one run; it carries the run id as its task id (for revoke)."""
+    options: dict = {"id": run_id, "timeout": get_settings().run_timeout_seconds + HARD_TIMEOUT_GRACE_SECONDS}
     if delay:
         options["delay"] = delay
-    huey.enqueue(render_run.s(run_id, **options))
+    return render_run.s(run_id, **options)
+
+
+def enqueue_run(run_id: str, *, delay: float | None = None) -> None:
+    """Put one run on the queue (a retry, a reaped run)."""
+    huey.enqueue(_render_task(run_id, delay))
+
+
+def enqueue_runs(run_ids: Sequence[str]) -> None:
+    """Put a request's runs on the queue in one write, all or none."""
+    enqueue_all(huey, [_render_task(run_id) for run_id in run_ids])
 
 
 def revoke_queued(run_id: str) -> None:

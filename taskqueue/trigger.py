@@ -22,7 +22,7 @@ from taskqueue.store import FAILED, NewRun, RunStore
 
 log = logging.getLogger("taskqueue.trigger")
 
-Enqueue = Callable[[str], None]
+EnqueueMany = Callable[[list[str]], None]  # queues the runs, all or none (taskqueue.tasks.enqueue_runs)
 
 
 class NotReady(BadInput):
@@ -72,7 +72,7 @@ def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
 
 
 def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
-            enqueue: Enqueue) -> dict:
+            enqueue: EnqueueMany) -> dict:
     """Write `batch` runs (each with its own seed), queue them, and answer as the seed page does."""
     artist = check_request(request, settings)
     stored_request = request.model_dump(mode="json")
@@ -83,18 +83,16 @@ def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, st
         for _ in range(request.batch)
     ]
     created = store.create_batch(owner, new_runs)
-    run_ids: list[str] = []
-    failed = 0
-    for run in created:
-        try:
-            enqueue(run.id)
-            run_ids.append(run.id)
-        except Exception as exc:
-            log.exception("could not queue %s", run.id)
-            failed += 1
-            store.fail(run.id, FAILED, "queue", f"Could not queue the run: {type(exc).__name__}")
-    if created and not run_ids:
-        raise QueueUnavailable("The queue is not available; no run was started. Is the worker's queue reachable?")
+    run_ids = [run.id for run in created]
+    try:
+        enqueue(run_ids)
+    except Exception as exc:
+        # One write queues the whole batch, so it is all or none: the runs are marked, the caller told
+        log.exception("could not queue %s runs", len(run_ids))
+        for run_id in run_ids:
+            store.fail(run_id, FAILED, "queue", f"Could not queue the run: {type(exc).__name__}")
+        raise QueueUnavailable("The queue is not available; no run was started. Is the worker's queue "
+                               "reachable?") from exc
     response: dict = {
         "runIds": run_ids,
         "status": "triggered",
@@ -102,6 +100,4 @@ def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, st
         "template": request.template,
         "lipsync": request.lipsync,
     }
-    if failed:
-        response["failed"] = failed
     return response

@@ -16,6 +16,7 @@ from pipeline.caption_ass import (
     SAFE_LEFT,
     SAFE_RIGHT,
     SAFE_TOP,
+    _font_info,
     _measure,
     build_ass,
     caption_style_from_template,
@@ -52,9 +53,25 @@ def text_box(frame: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def test_style_from_template_resolves_the_font() -> None:
-    assert STYLE.font_file == FONTS_DIR / "Inter-ExtraBold.otf" and STYLE.font_name == "Inter"
+    assert STYLE.font_file == FONTS_DIR / "Inter-ExtraBold.otf" and STYLE.font_name == "Inter Extra Bold"
     bebas = caption_style_from_template(load_template("artist-release-editorial"), FONTS_DIR)
-    assert bebas.font_name == "Bebas Neue" and bebas.uppercase and bebas.placement == "bottom"
+    assert bebas.font_name == "Bebas Neue Bold" and bebas.uppercase and bebas.placement == "bottom"
+
+
+@pytest.mark.parametrize("font", sorted(p.name for p in FONTS_DIR.iterdir() if p.suffix in (".otf", ".ttf")))
+def test_libass_picks_the_shipped_font_not_a_fallback(font: str, tmp_path: Path) -> None:
+    # libass names the face it chose in its debug log; a name it cannot match falls back to another font
+    style = dataclasses.replace(STYLE, font_file=FONTS_DIR / font, font_name=_font_info(FONTS_DIR / font).name)
+    ass = tmp_path / "c.ass"
+    ass.write_text(build_ass("which font", style, width=360, height=640, duration=1.0), encoding="utf-8")
+    graph = (f"color=c=0x808080:s=360x640:d=0.2,ass=filename={escape_filter_value(str(ass))}"
+             f":fontsdir={escape_filter_value(str(FONTS_DIR))}")
+    log = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "debug", "-f", "lavfi", "-i", graph,
+                          "-f", "null", "-"], capture_output=True, text=True, timeout=60).stderr
+    chosen = re.findall(r"fontselect: \((.+?), \d+, \d+\) -> ([^,]+),", log)
+    assert chosen, log[-1500:]
+    face = chosen[0][1].replace("-", "").lower()
+    assert face == Path(font).stem.replace("-", "").lower(), chosen
 
 
 def test_short_caption_sits_big_at_the_bottom_in_few_lines() -> None:
@@ -86,7 +103,7 @@ def test_escaping_keeps_user_text_literal() -> None:
     assert blocks and all(re.fullmatch(r"(\\(an\d|pos\(\d+,\d+\)|fad\(\d+,\d+\)|blur[\d.]+|fn[\w ]+))+", b)
                           for b in blocks), blocks
     assert "🔥" not in ass  # no font here has it: left out rather than drawn as a box
-    assert "\\fnDejaVu Sans}مرحبا" in ass  # right-to-left scripts set in the fallback font
+    assert "\\fnDejaVu Sans Bold}مرحبا" in ass  # right-to-left scripts set in the fallback font
 
 
 @pytest.mark.parametrize("text", ["this one is for the late drives", LONG, HOSTILE])

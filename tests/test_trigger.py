@@ -33,15 +33,13 @@ def request(**body: object) -> CreateContentRequest:
 class Recorder:
     """A queue that records what it was given (the real queue is covered end to end in test_api_*)."""
 
-    def __init__(self, fail_on: set[int] | None = None):
+    def __init__(self) -> None:
         self.ids: list[str] = []
-        self.fail_on = fail_on or set()
+        self.calls = 0
 
-    def __call__(self, run_id: str) -> None:
-        if len(self.ids) in self.fail_on:
-            self.ids.append("")
-            raise ConnectionError("queue down")
-        self.ids.append(run_id)
+    def __call__(self, run_ids: list[str]) -> None:
+        self.calls += 1
+        self.ids.extend(run_ids)
 
 
 def test_a_batch_writes_one_queued_run_per_video_each_with_its_own_seed(settings: Settings, store: RunStore) -> None:
@@ -96,22 +94,20 @@ def test_an_artist_without_required_files_gets_the_list_and_the_fixes(settings: 
     assert len(answer["runIds"]) == 1
 
 
-def test_some_enqueues_failing_leave_the_others_and_count_as_failed(settings: Settings, store: RunStore) -> None:
-    queue = Recorder(fail_on={1})
-    answer = trigger(request(batch=3), "o", settings=settings, store=store, enqueue=queue)
-    assert answer["failed"] == 1 and len(answer["runIds"]) == 2
-    runs = store.list_runs("o")
-    failed = [r for r in runs if r.status == FAILED]
-    assert len(runs) == 3 and len(failed) == 1 and failed[0].id not in answer["runIds"]
-    assert failed[0].error["stage"] == "queue"  # type: ignore[index]
+def test_a_batch_is_queued_in_one_call(settings: Settings, store: RunStore) -> None:
+    queue = Recorder()
+    answer = trigger(request(batch=30), "o", settings=settings, store=store, enqueue=queue)
+    assert queue.calls == 1 and queue.ids == answer["runIds"] and len(set(queue.ids)) == 30
+    assert {r.id for r in store.list_runs("o", limit=50)} == set(answer["runIds"])
 
 
 def test_a_queue_that_is_down_is_a_503_and_the_runs_are_failed(settings: Settings, store: RunStore,
                                                                  tmp_path: Path) -> None:
     dead = RedisHuey("studio-test", url="redis://127.0.0.1:1/0", results=False)  # nothing listens on port 1
 
-    def enqueue(run_id: str) -> None:
-        dead.storage.enqueue(run_id.encode(), None)
+    def enqueue(run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            dead.storage.enqueue(run_id.encode(), None)
 
     with pytest.raises(QueueUnavailable) as exc:
         trigger(request(batch=2), "o", settings=settings, store=store, enqueue=enqueue)
