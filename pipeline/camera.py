@@ -158,6 +158,24 @@ def draw_frames(still: StillPlanes, path: CameraPath, width: int, height: int) -
         yield memoryview(frame)
 
 
-def write_frames(stream: BinaryIO, still: StillPlanes, path: CameraPath, width: int, height: int) -> None:
-    for frame in draw_frames(still, path, width, height):
+def write_frames(stream: BinaryIO, still: StillPlanes, path: CameraPath, width: int, height: int, *,
+                 keep: int | None = None, on_kept: Callable[[np.ndarray], None] | None = None) -> None:
+    """Every frame into `stream`; frame number `keep` is also handed (as RGB) to `on_kept`."""
+    for index, frame in enumerate(draw_frames(still, path, width, height)):
         stream.write(frame)
+        if index == keep and on_kept is not None:
+            on_kept(yuv420_to_rgb(np.frombuffer(frame, dtype=np.uint8), width, height))
+
+
+def yuv420_to_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """One BT.709 limited-range yuv420p frame as full-range RGB (what a player shows)."""
+    luma = width * height
+    y = frame[:luma].reshape(height, width).astype(np.float32)
+    u = cv2.resize(frame[luma: luma * 5 // 4].reshape(height // 2, width // 2), (width, height),
+                   interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    v = cv2.resize(frame[luma * 5 // 4:].reshape(height // 2, width // 2), (width, height),
+                   interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    y = (y - 16.0) * (255.0 / 219.0)
+    cb, cr = (u - 128.0) * (255.0 / 224.0), (v - 128.0) * (255.0 / 224.0)
+    rgb = np.stack([y + 1.5748 * cr, y - 0.1873 * cb - 0.4681 * cr, y + 1.8556 * cb], axis=-1)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from pipeline.camera import camera_path, load_still, working_size, write_frames
+from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, working_size, write_frames
 from pipeline.caption_ass import caption_fade
 from pipeline.errors import BadInput, RenderError
 from pipeline.ffmpeg import ffmpeg_exe, measure_loudness, probe, run_ffmpeg
@@ -122,7 +122,9 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     else:
         # the camera's frames (render() writes them to ffmpeg's standard input), already BT.709 limited range
         args += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0"]
-        video = "[0:v]null"
+        # raw frames carry no colour tags; untagged, ffmpeg would convert them (as BT.601) to the BT.709 the
+        # encoder is told, shifting every colour (pure red came out 227, 0, 0)
+        video = "[0:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
     video += ",setsar=1"
 
     from_video = job.video_source is not None and job.use_video_audio
@@ -216,27 +218,66 @@ def rasterise_caption(job: RenderJob, out: Path) -> CaptionLayer | None:
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
-    """A JPEG of the frame POSTER_AT into the rendered video (caption included).
+    """A JPEG of the frame POSTER_AT into the rendered video (caption included), for a provider's clip; a
+    still's poster is saved by the camera's feed.
 
     A second output of the render's own graph (split + select) was tried: it made ffmpeg's progress jump back
-    and forth and stall at the poster's time, so the poster is cut from the finished file instead: one seek and
-    at most a GOP of decoding, a fraction of a second.
+    and forth and stall at the poster's time.
     """
-    at = max(0.0, min(job.clip_duration - 1 / job.fps, job.clip_duration * POSTER_AT))
+    at = poster_frame(job) / job.fps
     return ["-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-vf", "scale=out_range=pc",
             "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
 
 
-def camera_feed(job: RenderJob) -> Callable[[BinaryIO], None] | None:
-    """What writes the camera's frames into ffmpeg (None for a provider's clip, which ffmpeg reads itself).
+@dataclass(frozen=True)
+class Camera:
+    """The still, read and sized once, and its path: what the feed draws."""
 
-    The still is read and the path evaluated here, before ffmpeg starts, so a bad still or plan fails fast."""
+    still: StillPlanes
+    path: CameraPath
+
+
+def prepare_camera(job: RenderJob) -> Camera | None:
+    """The camera for a still (None for a provider's clip, which ffmpeg reads itself). Read before ffmpeg
+    starts, so a bad still or plan fails fast."""
     if job.video_source is not None:
         return None
     still = load_still(job.image.path, working_size(job.image.width, job.image.height, job.width, job.height),
                        job.ffmpeg)
-    path = camera_path(job.motion, frame_count(job), job.fps)
-    return lambda stream: write_frames(stream, still, path, job.width, job.height)
+    return Camera(still=still, path=camera_path(job.motion, frame_count(job), job.fps))
+
+
+def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
+                poster_out: Path) -> Callable[[BinaryIO], None]:
+    """Writes the camera's frames into ffmpeg and, on the way, the poster: the frame POSTER_AT into the clip
+    with the caption laid on, saved while ffmpeg encodes (cutting it from the finished file was a second
+    ffmpeg run after the encode)."""
+    def save_poster(rgb: np.ndarray) -> None:
+        Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
+
+    return lambda stream: write_frames(stream, camera.still, camera.path, job.width, job.height,
+                                       keep=poster_frame(job), on_kept=save_poster)
+
+
+def with_caption(rgb: np.ndarray, caption: CaptionLayer | None) -> np.ndarray:
+    """The frame with the caption (fully faded in) laid over it, as the overlay filter lays it in the video."""
+    if caption is None:
+        return rgb
+    with Image.open(caption.path) as layer:
+        ink = np.asarray(layer.convert("RGBA"), dtype=np.float32)
+    h, w = min(ink.shape[0], rgb.shape[0] - caption.y), min(ink.shape[1], rgb.shape[1] - caption.x)
+    alpha = ink[:h, :w, 3:4] / 255.0
+    region = rgb[caption.y: caption.y + h, caption.x: caption.x + w].astype(np.float32)
+    out = rgb.copy()
+    out[caption.y: caption.y + h, caption.x: caption.x + w] = np.clip(
+        region * (1 - alpha) + ink[:h, :w, :3] * alpha + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def poster_frame(job: RenderJob) -> int:
+    """The poster's frame number: POSTER_AT into the clip (past the fade, the caption fully in)."""
+    at = max(0.0, min(job.clip_duration - 1 / job.fps, job.clip_duration * POSTER_AT))
+    return round(at * job.fps)
 
 
 def frame_count(job: RenderJob) -> int:
@@ -262,16 +303,18 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
     try:
         # three short ffmpeg reads, side by side: the still for the camera, the caption, the clip's loudness
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="render-prep") as pool:
-            feed = pool.submit(camera_feed, job)
+            camera_ready = pool.submit(prepare_camera, job)
             caption = pool.submit(rasterise_caption, job, caption_tmp) if job.ass_path is not None else None
             gain = pool.submit(loudness_gain, job)
             inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result())
-            camera = feed.result()
+            camera = camera_ready.result()
+        feed = camera_feed(job, camera, inputs.caption, poster_tmp) if camera else None
         run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.ffmpeg, expected_seconds=job.clip_duration,
-                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40), feed=camera)
+                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40), feed=feed)
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
-        run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
+        if camera is None:  # a provider's clip: the poster is cut from the finished file
+            run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
         if not poster_tmp.is_file():
             raise RenderError("ffmpeg finished but wrote no poster frame")
         os.replace(poster_tmp, job.poster_path)

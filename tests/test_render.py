@@ -17,7 +17,7 @@ from pipeline.errors import RenderError
 from pipeline.ffmpeg import decode_frames, ffmpeg_exe, probe
 from pipeline.models import AudioAnalysis, MotionPlan, StyledImage
 from pipeline.plan_motion import plan_motion
-from pipeline.render import RenderJob, RenderResult, render
+from pipeline.render import POSTER_AT, RenderJob, RenderResult, render
 from pipeline.settings import FONTS_DIR
 from pipeline.templates import Mood, Movement, malleable_template
 from tests.media import ffmpeg_make
@@ -116,6 +116,31 @@ def test_the_video_is_a_finished_vertical_mp4(pair: dict) -> None:
     assert sorted(p.name for p in pair["dir"].iterdir()) == ["captioned.jpg", "captioned.mp4", "plain.jpg", "plain.mp4"]
     progress = pair["progress"]
     assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+
+
+def test_the_poster_is_the_videos_frame_with_its_caption(media: Path, tmp_path: Path) -> None:
+    # The poster is drawn beside the encode (camera frame + caption layer), not cut from the file: it must still
+    # be what a player shows at that moment, colours and caption included. A still of flat colour fields, so
+    # what is compared is the picture, not how x264 smooths a noise texture.
+    still = tmp_path / "bars.png"
+    ffmpeg_make("-f", "lavfi", "-i", "testsrc2=s=1080x1920:d=1", "-frames:v", "1", str(still))
+    image = StyledImage(path=still, width=1080, height=1920, face=None)
+    ass = tmp_path / "caption.ass"
+    ass.write_text(build_ass(CAPTION, STYLE, width=720, height=1280, duration=3.0), encoding="utf-8")
+    plan = MotionPlan(movement="m", mood="m", style="push-in", zoom_expr="(1.02+0.06*t)", x_expr="0.5",
+                      y_expr="0.5")
+    result = render(job_for(media, tmp_path / "v.mp4", image, plan, width=720, height=1280, duration=3.0,
+                            ass_path=ass, crf=12))
+    with Image.open(result.poster_path) as poster:
+        shown = np.asarray(poster.convert("RGB"), dtype=np.int16)
+    frames = decode_frames(result.video_path, at=[3.0 * POSTER_AT - 0.1, 3.0 * POSTER_AT])
+    before, frame = (f.astype(np.int16) for f in frames)
+    assert np.abs(shown - frame).mean() < 2.5
+    assert np.abs(shown.mean(axis=(0, 1)) - frame.mean(axis=(0, 1))).max() < 1.5  # no colour-matrix shift
+    assert np.abs(shown - frame).mean() < np.abs(shown - before).mean()  # that frame, not its neighbour
+    zone = (slice(int(1280 * 0.55), int(1280 * 0.80)), slice(int(720 * 0.05), int(720 * 0.85)))
+    white_poster, white_frame = ((x[zone].min(axis=2) > 225).sum() for x in (shown, frame))
+    assert abs(int(white_poster) - int(white_frame)) < 0.15 * int(white_frame) and white_frame > 1500
 
 
 def test_caption_pixels_are_there_only_with_a_caption(pair: dict) -> None:
