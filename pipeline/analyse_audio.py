@@ -6,12 +6,13 @@ The clip chooser and the audio-reactive motion read it; results are cached by th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -53,17 +54,27 @@ def analyse_audio(
     if not path.is_file():
         raise NotFound(f"The song file {path.name} does not exist")
     cache_file = Path(cache_dir) / f"{_content_key(path)}.json" if cache_dir is not None else None
-    if cache_file is not None:
+    if cache_file is None:
+        return _analyse_file(path, ffmpeg, decode)
+    cached = _read_cache(cache_file)
+    if cached is not None:
+        return cached
+    # Two workers starting on the same new song: the second waits for the first's entry instead of decoding
+    # and analysing it again (the benchmark's batch saw 3 analyses for 2 songs without this).
+    with _cache_lock(cache_file):
         cached = _read_cache(cache_file)
         if cached is not None:
             return cached
+        analysis = _analyse_file(path, ffmpeg, decode)
+        _write_cache(cache_file, analysis)
+    return analysis
+
+
+def _analyse_file(path: Path, ffmpeg: str | None, decode: AudioDecoder) -> AudioAnalysis:
     samples = decode(path, SAMPLE_RATE, ffmpeg=ffmpeg, duration=MAX_ANALYSED_SECONDS)
     if samples.size == 0:
         raise BadInput(f"{path.name} has no audio samples")
-    analysis = analyse_samples(samples, SAMPLE_RATE)
-    if cache_file is not None:
-        _write_cache(cache_file, analysis)
-    return analysis
+    return analyse_samples(samples, SAMPLE_RATE)
 
 
 def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> AudioAnalysis:
@@ -284,6 +295,20 @@ def _content_key(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return f"{digest.hexdigest()}-v{ANALYSIS_VERSION}"
+
+
+@contextlib.contextmanager
+def _cache_lock(cache_file: Path) -> Iterator[None]:
+    """An exclusive lock on one cache entry, across threads and processes (none when the cache is unwritable)."""
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache_file.with_suffix(".lock"), "a")  # noqa: SIM115 - held for the block below
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _read_cache(path: Path) -> AudioAnalysis | None:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -360,7 +361,7 @@ def test_a_song_is_analysed_once_by_content(tmp_path: Path):
     decoder = CountingDecoder()
     first = analyse_audio(path, cache_dir=cache, decode=decoder)
     assert decoder.calls == 1
-    entries = list(cache.iterdir())
+    entries = list(cache.glob("*.json"))
     assert len(entries) == 1 and entries[0].name.startswith(hashlib.sha256(path.read_bytes()).hexdigest())
     assert json.loads(entries[0].read_text())["tempo"] == first.tempo
 
@@ -379,7 +380,21 @@ def test_a_song_is_analysed_once_by_content(tmp_path: Path):
     entries[0].write_text("{not json")
     assert analyse_audio(path, cache_dir=cache, decode=decoder) == first
     assert decoder.calls == 3
-    assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".json"], "no temp files are left behind"
+    assert sorted(p.suffix for p in cache.iterdir() if p.suffix != ".lock") == [".json", ".json"], \
+        "no temp files are left behind"
+
+
+def test_workers_starting_on_the_same_new_song_analyse_it_once(tmp_path: Path):
+    path = write_audio(tmp_path / "song.wav", make_song([("verse", 8.0), ("chorus", 8.0)], seed=8).samples)
+    decoder = CountingDecoder()
+
+    def slow(*args, **kwargs) -> np.ndarray:  # a wide window for the race the lock closes
+        time.sleep(0.3)
+        return decoder(*args, **kwargs)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: analyse_audio(path, cache_dir=tmp_path / "cache", decode=slow), range(4)))
+    assert decoder.calls == 1 and all(r == results[0] for r in results)
 
 
 def test_a_ten_minute_song_is_quick_and_small(tmp_path: Path):
