@@ -183,6 +183,12 @@ def decode_frames(
     return frames
 
 
+def escape_filter_value(value: str) -> str:
+    """A filter option value escaped for both levels: the option parser, then the filtergraph parser."""
+    value = re.sub(r"([\\':])", r"\\\1", value)  # option level: backslash, quote and colon
+    return re.sub(r"([\\'\[\],;])", r"\\\1", value)  # graph level: backslash, quote, brackets, comma, semicolon
+
+
 ProgressFn = Callable[[float], None]
 
 

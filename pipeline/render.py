@@ -9,8 +9,6 @@ docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +20,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, working_size, write_frames
-from pipeline.caption_ass import caption_fade
+from pipeline.caption_layer import CaptionLayer, rasterise_caption, with_caption
 from pipeline.errors import BadInput, RenderError
-from pipeline.ffmpeg import ffmpeg_exe, measure_loudness, probe, run_ffmpeg
+from pipeline.ffmpeg import measure_loudness, probe, run_ffmpeg
 from pipeline.models import MotionPlan, StyledImage
 
 POSTER_AT = 1 / 3  # the poster is the frame this far into the clip (past the fade, the caption fully in)
@@ -62,16 +60,6 @@ class RenderJob:
 
 
 @dataclass(frozen=True)
-class CaptionLayer:
-    """The caption drawn once: an RGBA image cropped to its ink, where it sits, and how long it fades."""
-
-    path: Path
-    x: int
-    y: int
-    fade: float
-
-
-@dataclass(frozen=True)
 class RenderInputs:
     """What render() works out before the encode: the caption layer and the gain that brings the clip to the
     target loudness."""
@@ -85,15 +73,6 @@ class RenderResult:
     video_path: Path
     poster_path: Path
     seconds: float
-
-
-# --- filtergraph escaping ------------------------------------------------------------------------------------
-
-
-def escape_filter_value(value: str) -> str:
-    """A filter option value escaped for both levels: the option parser, then the filtergraph parser."""
-    value = re.sub(r"([\\':])", r"\\\1", value)  # option level: backslash, quote and colon
-    return re.sub(r"([\\'\[\],;])", r"\\\1", value)  # graph level: backslash, quote, brackets, comma, semicolon
 
 
 # --- the command -----------------------------------------------------------------------------------------------
@@ -188,47 +167,6 @@ def loudness_gain(job: RenderJob) -> float:
     return max(-MAX_GAIN_DB, min(MAX_GAIN_DB, job.loudness_lufs - measured))
 
 
-def rasterise_caption(job: RenderJob, out: Path) -> CaptionLayer | None:
-    """The job's ASS caption drawn by libass once, mid-clip (fully faded in), onto a transparent frame; saved
-    cropped to its ink (even offsets, for 4:2:0). None when the caption draws nothing."""
-    assert job.ass_path is not None
-    w, h = job.width, job.height
-    at = max(0.0, job.clip_duration / 2)
-    graph = (f"color=c=black@0:s={w}x{h}:r=25:d=0.04,format=rgba,setpts=PTS+{at:.3f}/TB,"
-             f"ass=filename={escape_filter_value(str(job.ass_path))}"
-             f":fontsdir={escape_filter_value(str(job.fonts_dir))}:alpha=1")
-    cmd = [ffmpeg_exe(job.ffmpeg), "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", graph,
-           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgba", "pipe:1"]
-    proc = subprocess.run(cmd, capture_output=True, timeout=120)
-    if proc.returncode != 0 or len(proc.stdout) != w * h * 4:
-        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:]
-        raise RenderError(f"the caption could not be drawn: {tail[0] if tail else 'no frame'}")
-    rgba = np.frombuffer(proc.stdout, dtype=np.uint8).reshape(h, w, 4)
-    ys, xs = np.nonzero(rgba[..., 3])
-    if not len(xs):
-        return None
-    x0, y0 = int(xs.min()) // 2 * 2, int(ys.min()) // 2 * 2
-    x1, y1 = min(w, (int(xs.max()) + 2) // 2 * 2), min(h, (int(ys.max()) + 2) // 2 * 2)
-    ink = rgba[y0:y1, x0:x1].astype(np.float32)
-    # libass blends onto the transparent frame, leaving colour premultiplied by alpha; overlay wants it straight
-    alpha = ink[..., 3:4]
-    ink[..., :3] = np.where(alpha > 0, ink[..., :3] * 255.0 / np.maximum(alpha, 1.0), 0.0)
-    Image.fromarray(np.clip(ink + 0.5, 0, 255).astype(np.uint8), "RGBA").save(out, compress_level=1)
-    return CaptionLayer(path=out, x=x0, y=y0, fade=caption_fade(job.clip_duration))
-
-
-def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
-    """A JPEG of the frame POSTER_AT into the rendered video (caption included), for a provider's clip; a
-    still's poster is saved by the camera's feed.
-
-    A second output of the render's own graph (split + select) was tried: it made ffmpeg's progress jump back
-    and forth and stall at the poster's time.
-    """
-    at = poster_frame(job) / job.fps
-    return ["-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-vf", "scale=out_range=pc",
-            "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
-
-
 @dataclass(frozen=True)
 class Camera:
     """The still, read and sized once, and its path: what the feed draws."""
@@ -259,19 +197,16 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
                                        keep=poster_frame(job), on_kept=save_poster)
 
 
-def with_caption(rgb: np.ndarray, caption: CaptionLayer | None) -> np.ndarray:
-    """The frame with the caption (fully faded in) laid over it, as the overlay filter lays it in the video."""
-    if caption is None:
-        return rgb
-    with Image.open(caption.path) as layer:
-        ink = np.asarray(layer.convert("RGBA"), dtype=np.float32)
-    h, w = min(ink.shape[0], rgb.shape[0] - caption.y), min(ink.shape[1], rgb.shape[1] - caption.x)
-    alpha = ink[:h, :w, 3:4] / 255.0
-    region = rgb[caption.y: caption.y + h, caption.x: caption.x + w].astype(np.float32)
-    out = rgb.copy()
-    out[caption.y: caption.y + h, caption.x: caption.x + w] = np.clip(
-        region * (1 - alpha) + ink[:h, :w, :3] * alpha + 0.5, 0, 255).astype(np.uint8)
-    return out
+def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
+    """A JPEG of the frame POSTER_AT into the rendered video (caption included), for a provider's clip; a
+    still's poster is saved by the camera's feed.
+
+    A second output of the render's own graph (split + select) was tried: it made ffmpeg's progress jump back
+    and forth and stall at the poster's time.
+    """
+    at = poster_frame(job) / job.fps
+    return ["-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-vf", "scale=out_range=pc",
+            "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
 
 
 def poster_frame(job: RenderJob) -> int:
@@ -304,7 +239,9 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
         # three short ffmpeg reads, side by side: the still for the camera, the caption, the clip's loudness
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="render-prep") as pool:
             camera_ready = pool.submit(prepare_camera, job)
-            caption = pool.submit(rasterise_caption, job, caption_tmp) if job.ass_path is not None else None
+            caption = pool.submit(rasterise_caption, job.ass_path, job.fonts_dir, width=job.width,
+                                  height=job.height, duration=job.clip_duration, out=caption_tmp,
+                                  ffmpeg=job.ffmpeg) if job.ass_path is not None else None
             gain = pool.submit(loudness_gain, job)
             inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result())
             camera = camera_ready.result()

@@ -23,8 +23,7 @@ from pipeline.caption_ass import (
     escape_ass,
     layout_caption,
 )
-from pipeline.ffmpeg import ffmpeg_exe
-from pipeline.render import escape_filter_value
+from pipeline.ffmpeg import escape_filter_value, ffmpeg_exe
 from pipeline.settings import FONTS_DIR
 from pipeline.templates import load_template, malleable_template
 
