@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -90,7 +91,16 @@ def test_the_cli_triggers_and_waits_and_makes_keys(studio: Studio) -> None:
     (run_id,) = answer["runIds"]
     assert answer["status"] == "triggered" and answer["artist_account_id"] == DEMO
     lines = [line for line in progress.splitlines() if line.startswith(run_id)]
-    assert any("EXECUTING" in line for line in lines) and "COMPLETED" in lines[-2]
+    statuses = [line.split()[1] for line in lines[:-1]]
+    order = ["QUEUED", "EXECUTING", "COMPLETED"]
+    assert statuses[-1] == "COMPLETED" and statuses == sorted(statuses, key=order.index)
+    done = httpx.get(studio.url("/api/tasks/runs"), params={"runId": run_id},
+                     headers={"x-api-key": (studio.data_dir / "api-key.txt").read_text().strip()}).json()["runs"][0]
+    # the CLI polls every 0.25 s: a run that executed for longer than two polls must have been seen executing
+    took = (datetime.fromisoformat(done["finishedAt"].replace("Z", "+00:00"))
+            - datetime.fromisoformat(done["startedAt"].replace("Z", "+00:00"))).total_seconds()
+    if took > 0.5:
+        assert "EXECUTING" in statuses, lines
     assert lines[-1].endswith("video.mp4") and (studio.data_dir / "runs" / run_id / "video.mp4").is_file()
     # the CLI's runs belong to this install's own key (made on first use), so the API shows them to it
     local_key = (studio.data_dir / "api-key.txt").read_text().strip()
