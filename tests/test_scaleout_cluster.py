@@ -55,9 +55,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres_url: str, queue_n
                 consumer.stop()
 
 
-def _create(web: Studio, batch: int) -> list[str]:
+def _create(web: Studio, batch: int, **body: object) -> list[str]:
     r = httpx.post(web.url("/api/content/create"), headers={"x-api-key": KEY_A},
-                   json={"artist_account_id": DEMO, "caption_length": "short", "batch": batch}, timeout=30)
+                   json={"artist_account_id": DEMO, "caption_length": "short", "batch": batch, **body}, timeout=30)
     assert r.status_code == 202, r.text
     return r.json()["runIds"]
 
@@ -72,7 +72,7 @@ def _consumer_of(worker: str, consumers: list[Studio]) -> Studio | None:
     return next((c for c in consumers if c.worker is not None and c.worker.pid == group), None)
 
 
-def _download_and_probe(run: dict, tmp_path: Path) -> None:
+def _download_and_probe(run: dict, tmp_path: Path, size: tuple[int, int] = (180, 320)) -> None:
     url = run["output"]["video"]["url"]
     assert url == run["output"]["videoSourceUrl"]
     r = httpx.get(url, timeout=30)  # the signed link alone, as a browser or the SDK would
@@ -81,7 +81,7 @@ def _download_and_probe(run: dict, tmp_path: Path) -> None:
     path = tmp_path / f"{run['id']}.mp4"
     path.write_bytes(r.content)
     info = probe(path)
-    assert info.has_video and info.has_audio and (info.width, info.height) == (180, 320)
+    assert info.has_video and info.has_audio and (info.width, info.height) == size
     part = httpx.get(url, headers={"Range": "bytes=100-199"}, timeout=30)
     assert part.status_code == 206 and part.content == r.content[100:200]
     assert part.headers["content-range"] == f"bytes 100-199/{len(r.content)}"
@@ -117,7 +117,7 @@ def test_batch_spreads_over_two_machines_and_downloads_through_the_api(
 
 def test_a_machine_killed_mid_run_loses_nothing(cluster: tuple[Studio, list[Studio]], tmp_path: Path) -> None:
     web, consumers = cluster
-    run_ids = _create(web, 2)
+    run_ids = _create(web, 2, upscale=True)  # 360x640: a render long enough to be caught mid-way
     deadline, victim_run, victim = time.monotonic() + 60, None, None
     while victim is None and time.monotonic() < deadline:
         for rid in run_ids:
@@ -144,7 +144,7 @@ def test_a_machine_killed_mid_run_loses_nothing(cluster: tuple[Studio, list[Stud
         if run is not killed:
             assert run["status"] == "COMPLETED", run["error"]
         if run["status"] == "COMPLETED":
-            _download_and_probe(run, tmp_path)
+            _download_and_probe(run, tmp_path, size=(360, 640))
     health = httpx.get(web.url("/api/health"), headers={"x-api-key": KEY_A}, timeout=10).json()
     # The dead machine's worker stopped beating: no longer listed live (its heartbeat is older than the
     # crash threshold by the time its run was reaped).
