@@ -23,6 +23,7 @@ class CaptionLayer:
     x: int
     y: int
     fade: float
+    ink: np.ndarray  # the same image in memory (straight-alpha RGBA, float32), for the poster
 
 
 def rasterise_caption(ass_path: Path, fonts_dir: Path, *, width: int, height: int, duration: float, out: Path,
@@ -49,16 +50,16 @@ def rasterise_caption(ass_path: Path, fonts_dir: Path, *, width: int, height: in
     # libass blends onto the transparent frame, leaving colour premultiplied by alpha; overlay wants it straight
     alpha = ink[..., 3:4]
     ink[..., :3] = np.where(alpha > 0, ink[..., :3] * 255.0 / np.maximum(alpha, 1.0), 0.0)
-    Image.fromarray(np.clip(ink + 0.5, 0, 255).astype(np.uint8), "RGBA").save(out, compress_level=1)
-    return CaptionLayer(path=out, x=x0, y=y0, fade=caption_fade(duration))
+    ink = np.clip(ink + 0.5, 0, 255).astype(np.uint8)
+    Image.fromarray(ink, "RGBA").save(out, compress_level=1)
+    return CaptionLayer(path=out, x=x0, y=y0, fade=caption_fade(duration), ink=ink.astype(np.float32))
 
 
 def with_caption(rgb: np.ndarray, caption: CaptionLayer | None) -> np.ndarray:
     """The frame with the caption (fully faded in) laid over it, as the overlay filter lays it in the video."""
     if caption is None:
         return rgb
-    with Image.open(caption.path) as layer:
-        ink = np.asarray(layer.convert("RGBA"), dtype=np.float32)
+    ink = caption.ink
     h, w = min(ink.shape[0], rgb.shape[0] - caption.y), min(ink.shape[1], rgb.shape[1] - caption.x)
     alpha = ink[:h, :w, 3:4] / 255.0
     region = rgb[caption.y: caption.y + h, caption.x: caption.x + w].astype(np.float32)

@@ -55,6 +55,11 @@ class RenderJob:
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
 
     @property
+    def audio_from_video(self) -> Path | None:
+        """The provider clip whose own audio is used, or None when the song is."""
+        return self.video_source if self.use_video_audio else None
+
+    @property
     def poster_path(self) -> Path:
         return self.out_path.with_suffix(".jpg")
 
@@ -106,7 +111,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         video = "[0:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
     video += ",setsar=1"
 
-    from_video = job.video_source is not None and job.use_video_audio
+    from_video = job.audio_from_video is not None
     if from_video:
         audio_in = "[0:a]"
     else:
@@ -155,10 +160,9 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
 
 def loudness_gain(job: RenderJob) -> float:
     """dB that bring the clip to job.loudness_lufs (0 for silence)."""
-    from_video = job.video_source is not None and job.use_video_audio
-    source = job.video_source if from_video and job.video_source else job.audio_path
+    source = job.audio_from_video or job.audio_path
     try:
-        measured = measure_loudness(source, start=0.0 if from_video else job.clip_start,
+        measured = measure_loudness(source, start=0.0 if job.audio_from_video else job.clip_start,
                                     duration=job.clip_duration, ffmpeg=job.ffmpeg)
     except BadInput as exc:  # by now the song was checked: this is the render failing, not the user's input
         raise RenderError(str(exc)) from exc
@@ -223,7 +227,7 @@ def frame_count(job: RenderJob) -> int:
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
     """Render job.out_path (and its poster); both appear only when complete, nothing is left on failure."""
     job.out_path.parent.mkdir(parents=True, exist_ok=True)
-    if job.video_source is not None and job.use_video_audio and not probe(job.video_source, job.ffmpeg).has_audio:
+    if job.audio_from_video and not probe(job.audio_from_video, job.ffmpeg).has_audio:
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
     video_tmp, poster_tmp, caption_tmp = _temp_paths(job)
     start = time.monotonic()
