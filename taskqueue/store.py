@@ -329,13 +329,18 @@ class RunStore:
             values["timeline"] = timeline
         return self._update(run_id, runs.c.status.in_([QUEUED, EXECUTING]), **values)
 
-    def requeue(self, run_id: str, *, error: dict | None = None, count_attempt: bool = True) -> bool:
-        """EXECUTING -> QUEUED (a retry); `count_attempt=False` when the run was interrupted, not failed."""
+    def requeue(self, run_id: str, *, error: dict | None = None, count_attempt: bool = True,
+                worker: str | None = None) -> bool:
+        """EXECUTING -> QUEUED (a retry); `count_attempt=False` when the run was interrupted, not failed;
+        with `worker`, only if that worker holds it."""
         values: dict[str, Any] = {"status": QUEUED, "step": None, "progress": 0.0, "worker": None,
                                   "heartbeat_at": None, "started_at": None, "error": error}
         if not count_attempt:
             values["attempts"] = runs.c.attempts - 1
-        return self._update(run_id, runs.c.status == EXECUTING, **values)
+        where = runs.c.status == EXECUTING
+        if worker is not None:
+            where = where & (runs.c.worker == worker)
+        return self._update(run_id, where, **values)
 
     def request_cancel(self, run_id: str, owner: str | None) -> Run | None:
         """A queued run is CANCELED at once; an executing one is flagged for its worker to stop."""

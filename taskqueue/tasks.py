@@ -13,7 +13,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from huey import crontab
@@ -265,9 +265,26 @@ def stop_worker_heartbeat() -> None:
 def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enqueue_run) -> str:
     """Claim and render one run; returns the status it ended in ("skipped" when it was not queued)."""
     worker = worker_name()
-    if not store.claim(run_id, worker):
-        log.info("run %s is not queued any more; skipping this queue message", run_id)
-        return "skipped"
+    try:
+        if not store.claim(run_id, worker):
+            log.info("run %s is not queued any more; skipping this queue message", run_id)
+            return "skipped"
+        return _execute_claimed(run_id, worker, settings, store, enqueue)
+    except KeyboardInterrupt:
+        # The consumer is stopping: the run goes back to the queue for the next start, not counted as a try.
+        # Caught here, around the claim too: a stop that landed between the claim and the render used to leave
+        # the run EXECUTING until the reaper re-queued it as a second attempt.
+        log.warning("run %s interrupted by shutdown; queued again", run_id)
+        store.requeue(run_id, count_attempt=False, worker=worker)
+        try:
+            enqueue(run_id)  # a run still QUEUED (the claim never landed) lost its message too
+        except Exception:
+            log.exception("could not queue %s again; the next worker start recovers it", run_id)
+        raise
+
+
+def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunStore,
+                     enqueue: Callable[..., None]) -> str:
     current_run[os.getpid()] = run_id
     run = store.get(run_id)
     assert run is not None
@@ -304,15 +321,6 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
     except StudioError as exc:
         store.fail(run_id, FAILED, exc.stage or progress.step, exc.message, progress.close())
         return FAILED
-    except KeyboardInterrupt:
-        # The consumer is stopping: the run goes back to the queue for the next start, not counted as a try.
-        log.warning("run %s interrupted by shutdown; queued again", run_id)
-        store.requeue(run_id, count_attempt=False)
-        try:
-            enqueue(run_id)
-        except Exception:
-            log.exception("could not queue %s again; the next worker start recovers it", run_id)
-        raise
     except OSError as exc:
         # a full disk or a read-only output folder: say so, not "internal error"
         stage = progress.step or "start"

@@ -182,3 +182,30 @@ def test_transient_provider_failures_are_retried_then_given_up(tmp_path: Path, s
         assert execute_run(again, settings, store, enqueue=queue) == FAILED
         failed = store.get(again)
         assert failed is not None and failed.attempts == 2 and failed.error["stage"] == "caption"  # type: ignore[index]
+
+
+def test_a_stop_between_the_claim_and_the_render_puts_the_run_back_uncounted(settings: Settings,
+                                                                              store: RunStore) -> None:
+    # The consumer's stop (a KeyboardInterrupt in the worker) lands right after the claim committed.
+    run_id = queued(store)
+    real_get = store.get
+
+    def stopped(*args, **kwargs):  # noqa: ANN202 - RunStore.get's signature
+        raise KeyboardInterrupt
+
+    store.get = stopped  # type: ignore[method-assign]
+    queue = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run_id, settings, store, enqueue=queue)
+    store.get = real_get  # type: ignore[method-assign]
+    run = store.get(run_id)
+    assert run is not None and run.status == QUEUED and run.attempts == 0 and run.worker is None
+    assert queue.calls == [(run_id, None)]  # its queue message was used up: it is queued again
+
+
+def test_a_stop_never_requeues_a_run_another_worker_holds(store: RunStore) -> None:
+    run_id = queued(store)
+    assert store.claim(run_id, "other-host:1")
+    assert not store.requeue(run_id, count_attempt=False, worker="this-host:2")
+    run = store.get(run_id)
+    assert run is not None and run.status == EXECUTING and run.worker == "other-host:1" and run.attempts == 1
