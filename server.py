@@ -5,8 +5,14 @@ Run with `uvicorn server:app --host 127.0.0.1 --port 8501` (what `python -m task
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 import streamlit as st
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
+from starlette.types import Receive, Scope, Send
 from streamlit.runtime.pages_manager import PagesManager
 
 from api.app import create_api, reaper_lifespan
@@ -17,4 +23,32 @@ from pipeline.settings import PROJECT_ROOT
 PagesManager.uses_pages_directory = False
 
 api_app = create_api()
-app = st.App(str(PROJECT_ROOT / "app.py"), routes=[Mount("/api", app=api_app)], lifespan=reaper_lifespan(api_app))
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    async with reaper_lifespan(api_app)(app):
+        # Imports and the Streamlit runtime leave ~1M long-lived objects; every full collection walked them
+        # all (80 ms, during which no request moved: the API's p99). Frozen, collections skip them.
+        gc.collect()
+        gc.freeze()
+        yield
+
+
+ui_app = st.App(str(PROJECT_ROOT / "app.py"), lifespan=lifespan)
+api_mount = Mount("/api", app=api_app)
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    """/api goes straight to the API; everything else, and the server's lifespan, to Streamlit.
+
+    Mounted inside st.App, every API request also went through Streamlit's middleware (its session
+    cookie, gzip, telemetry): about a third of the server's CPU for a POST /content/create
+    (docs/PERFORMANCE.md). The API has its own gzip and error handling.
+    """
+    if scope["type"] != "lifespan":
+        match, child_scope = api_mount.matches(scope)
+        if match is Match.FULL:
+            await api_mount.handle({**scope, **child_scope}, receive, send)
+            return
+    await ui_app(scope, receive, send)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount
 
 from api.context import ApiContext, UrlSigner
@@ -69,6 +70,8 @@ def create_api(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone
+    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
     install_limits(app, settings)
     for module in (content, runs, artists, accounts, files, health):
         app.include_router(module.router)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.context import ApiContext, get_ctx
 from pipeline.errors import StudioError
-from taskqueue.keys import account_for_key
+from taskqueue.keys import account_for_key, configured_account
 
 # Declared for the OpenAPI page only; the header rules below are stricter than FastAPI's defaults.
 api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="Your API key")
@@ -45,13 +46,18 @@ def account_of(request: Request, ctx: ApiContext) -> str | None:
     return account
 
 
-def require_account(
+async def require_account(
     request: Request,
     ctx: ApiContext = Depends(get_ctx),
     _key: str | None = Security(api_key_scheme),
     _bearer: object = Security(bearer_scheme),
 ) -> str:
-    account = account_of(request, ctx)
-    if account is None:
+    key = presented_key(request)
+    if key is None:
         raise Unauthorized("Missing API key: send it in the x-api-key header or as Authorization: Bearer <key>")
+    # A key from API_KEYS needs no I/O, so it is checked on the event loop (no thread hop per request);
+    # any other key is a database read, on a thread
+    account = configured_account(key, ctx.settings) or await run_in_threadpool(account_of, request, ctx)
+    if account is None:
+        raise Unauthorized("Invalid API key")
     return account

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import anyio
 from fastapi import Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
@@ -32,6 +34,9 @@ class UrlSigner:
         return value == list(parts)
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class ApiContext:
     settings: Settings
@@ -40,6 +45,18 @@ class ApiContext:
     cancel: Callable[[RunStore, str, str | None], Run | None]
     signer: UrlSigner
     storage: Storage = field(default=None)  # type: ignore[assignment]  # set by create_api from STORAGE_URL
+    writers: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writers = anyio.CapacityLimiter(self.store.concurrent_writers)
+
+    async def write(self, fn: Callable[[], T]) -> T:
+        """Runs a short database write on the store's few writer threads, not on one thread per request.
+
+        With 20 clients, 20 threads writing at once to one SQLite file spent their time handing the GIL to
+        each other (a thousand futex calls per request): a third of the server's CPU (docs/PERFORMANCE.md).
+        """
+        return await anyio.to_thread.run_sync(fn, limiter=self.writers)
 
     def api_base(self, request: Request) -> str:
         """Absolute URL of /api: PUBLIC_BASE_URL when set, else as the caller reached us."""

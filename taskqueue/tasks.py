@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -222,6 +223,7 @@ class WorkerHeartbeat:
         self.store, self.interval = store, interval
         self.name, self.pid, self.started_at = worker_name(), os.getpid(), time.time()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
 
     def start(self) -> WorkerHeartbeat:
@@ -230,8 +232,10 @@ class WorkerHeartbeat:
         return self
 
     def beat(self) -> None:
-        self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at,
-                               current_run.get(self.pid))
+        # In turn: a beat that read the run before it ended must not land after the one that says it ended
+        with self._lock:
+            self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at,
+                                   current_run.get(self.pid))
 
     def stop(self) -> None:
         self._stop.set()
@@ -249,6 +253,17 @@ class WorkerHeartbeat:
 _heartbeats: dict[int, WorkerHeartbeat] = {}
 
 
+def _announce_current_run() -> None:
+    """This worker's row shows the run it took or finished now, not a heartbeat later (GET /api/health)."""
+    heartbeat = _heartbeats.get(os.getpid())
+    if heartbeat is None:
+        return
+    try:
+        heartbeat.beat()
+    except Exception:  # only the health view is late; the next beat corrects it
+        log.exception("worker heartbeat could not reach the run store")
+
+
 @huey.on_startup(name="worker_heartbeat")
 def start_worker_heartbeat() -> None:
     settings = get_settings()
@@ -262,10 +277,37 @@ def stop_worker_heartbeat() -> None:
         heartbeat.stop()
 
 
+# Set in a worker process when the consumer's stop signal (SIGTERM) arrives. The signal goes to the whole
+# process group, so the run's ffmpeg may die of it before Python raises KeyboardInterrupt: a step that fails
+# after this is a shutdown, and the run goes back to the queue instead of ending FAILED.
+shutting_down = threading.Event()
+
+
+@huey.on_startup(name="notice_shutdown")
+def notice_shutdown() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return  # thread workers: the signals are the consumer's
+    huey_handler = signal.getsignal(signal.SIGTERM)  # raises KeyboardInterrupt while a task runs
+
+    def on_stop(signum: int, frame: object) -> None:
+        shutting_down.set()
+        if callable(huey_handler):
+            huey_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_stop)
+
+
+def _unless_shutting_down() -> None:
+    """In a failure handler: a failure after the stop signal came is the shutdown's, not the run's."""
+    if shutting_down.is_set():
+        raise KeyboardInterrupt
+
+
 def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enqueue_run) -> str:
     """Claim and render one run; returns the status it ended in ("skipped" when it was not queued)."""
     worker = worker_name()
     try:
+        _unless_shutting_down()  # between two tasks Huey's handler raises nothing; take no new run then
         if not store.claim(run_id, worker):
             log.info("run %s is not queued any more; skipping this queue message", run_id)
             return "skipped"
@@ -286,6 +328,7 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
 def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunStore,
                      enqueue: Callable[..., None]) -> str:
     current_run[os.getpid()] = run_id
+    _announce_current_run()
     run = store.get(run_id)
     assert run is not None
     progress = ProgressWriter(store, run_id, settings.progress_interval_seconds)
@@ -302,6 +345,7 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
         store.finish(run_id, output, progress.close())
         return COMPLETED
     except (Cancelled, TaskTimeout) as exc:
+        _unless_shutting_down()
         stage = getattr(exc, "stage", None) or progress.step
         if monitor.timed_out.is_set() or isinstance(exc, TaskTimeout):
             store.fail(run_id, TIMED_OUT, stage, f"The run took longer than {settings.run_timeout_seconds} s "
@@ -310,6 +354,7 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
         store.fail(run_id, CANCELED, stage, "Cancelled by its owner", progress.close())
         return CANCELED
     except ProviderError as exc:
+        _unless_shutting_down()
         stage = exc.stage or progress.step
         if exc.transient and run.attempts <= settings.task_retries:
             log.warning("run %s: transient failure in %s (%s); retrying", run_id, stage, exc.message)
@@ -319,9 +364,11 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
         store.fail(run_id, FAILED, stage, exc.message, progress.close())
         return FAILED
     except StudioError as exc:
+        _unless_shutting_down()
         store.fail(run_id, FAILED, exc.stage or progress.step, exc.message, progress.close())
         return FAILED
     except OSError as exc:
+        _unless_shutting_down()
         # a full disk or a read-only output folder: say so, not "internal error"
         stage = progress.step or "start"
         reason = DISK_ERRORS.get(exc.errno or 0)
@@ -331,6 +378,7 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
         store.fail(run_id, FAILED, stage, reason, progress.close())
         return FAILED
     except Exception as exc:
+        _unless_shutting_down()
         log.exception("run %s failed unexpectedly", run_id)
         stage = progress.step or "start"
         store.fail(run_id, FAILED, stage, f"Internal error during {stage} ({type(exc).__name__}); "
@@ -339,6 +387,7 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
     finally:
         current_run.pop(os.getpid(), None)
         monitor.stop()
+        _announce_current_run()
 
 
 @huey.task(name="render_run")

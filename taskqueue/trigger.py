@@ -73,8 +73,13 @@ def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
 
 def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
             enqueue: EnqueueMany) -> dict:
-    """Write `batch` runs (each with its own seed), queue them, and answer as the seed page does."""
-    artist = check_request(request, settings)
+    """Check the request, write `batch` runs (each with its own seed), queue them, answer as the seed page does."""
+    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue)
+
+
+def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, store: RunStore,
+               enqueue: EnqueueMany) -> dict:
+    """The second half of `trigger`, for a request `check_request` has passed (it gave `artist`)."""
     stored_request = request.model_dump(mode="json")
     stored_request["artist_account_id"] = artist.account_id
     new_runs = [

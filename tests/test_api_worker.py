@@ -51,7 +51,7 @@ def test_queued_runs_wait_for_a_consumer_and_survive_a_shutdown_mid_run(studio: 
     running = wait_until_one_executes(studio, [first, second])
     studio.stop_worker()  # SIGTERM: the consumer interrupts the render and puts the run back
     back = studio.get_run(running)
-    assert back["status"] == "QUEUED" and back["attempts"] == 0, back
+    assert back["status"] == "QUEUED" and back["attempts"] == 0, (back, studio.log_tail("worker"))
     studio.start_worker()  # a restarted consumer picks up everything still queued
     runs = studio.wait_for([first, second], timeout=180)
     assert {r["status"] for r in runs.values()} == {"COMPLETED"}, runs

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
 
-from taskqueue.huey_app import enqueue_all
+from pipeline.settings import Settings
+from taskqueue.huey_app import QueueStorage, enqueue_all, make_huey
 from tests.conftest import REDIS_URL
 
 
 def queue_of(kind: str, tmp_path: Path, name: str) -> Huey:
-    if kind == "sqlite":
-        return SqliteHuey(name, filename=str(tmp_path / "q.sqlite3"), results=False)
+    if kind == "sqlite":  # the studio's own queue, as `make_huey` builds it without REDIS_URL
+        return make_huey(Settings(_env_file=None, data_dir=tmp_path / "data", queue_name=name, redis_url=None))
     if kind == "redis":
         return RedisHuey(name, url=REDIS_URL, results=False)
     return MemoryHuey(name, results=False)
@@ -51,6 +52,18 @@ def test_a_batch_is_queued_whole_and_in_order(kind: str, tmp_path: Path, queue_n
         queue.execute(task)
     assert seen == ids and queue.pending_count() == 0
     queue.storage.flush_all()
+
+
+def test_the_sqlite_queue_syncs_like_the_run_store(tmp_path: Path) -> None:
+    # WAL with synchronous=NORMAL (1): no fsync per commit; Huey's default leaves SQLite at FULL (2)
+    queue = queue_of("sqlite", tmp_path, "sync")
+    assert isinstance(queue.storage, QueueStorage)
+    with queue.storage.db() as cursor:
+        assert cursor.execute("pragma synchronous").fetchone()[0] == 1
+        assert cursor.execute("pragma journal_mode").fetchone()[0] == "wal"
+    plain = SqliteHuey("plain", filename=str(tmp_path / "plain.sqlite3"), results=False)
+    with plain.storage.db() as cursor:
+        assert cursor.execute("pragma synchronous").fetchone()[0] == 2
 
 
 def test_immediate_mode_runs_the_tasks_at_once(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, insert, select, text
 
 from pipeline.settings import Settings
 from taskqueue.keys import account_for_key, ensure_local_key, signing_secret
@@ -27,6 +28,7 @@ from taskqueue.store import (
     account_for_configured_key,
     api_keys,
     hash_key,
+    runs,
 )
 
 
@@ -86,6 +88,22 @@ def test_a_batch_is_written_queued_with_every_field(store: RunStore) -> None:
     assert run.request == {"lipsync": False, "batch": 3} and run.seed == 0
     assert (run.step, run.progress, run.timeline, run.output, run.error, run.attempts) == (None, 0.0, [], None, None, 0)
     assert run.started_at is None and run.finished_at is None and run.worker is None and not run.cancel_requested
+
+
+def test_a_batch_is_stored_exactly_as_sqlalchemy_would_store_it(store: RunStore) -> None:
+    # create_batch feeds a compiled INSERT plain values, bypassing SQLAlchemy's bind processors; the same
+    # runs written through SQLAlchemy's own insert must leave the very same column text behind
+    written = store.create_batch("owner-a", [*new_runs(2), NewRun("a2", "slug-a2", None, {"songs": ["x"]}, 2**40)])
+    twins = {run.id: dataclasses.replace(run, id=run.id.replace("run_", "twin")) for run in written}
+    with store.engine.begin() as conn:
+        conn.execute(insert(runs), [dataclasses.asdict(twin) for twin in twins.values()])
+    as_text = ", ".join(f"CAST({c.name} AS TEXT)" for c in runs.columns if c.name != "id")
+    with store.engine.connect() as conn:
+        def stored(run_id: str) -> tuple:
+            return tuple(conn.execute(text(f"SELECT {as_text} FROM runs WHERE id = :id"), {"id": run_id}).one())
+        for run_id, twin in twins.items():
+            assert stored(run_id) == stored(twin.id)
+    assert store.get(written[2].id) == written[2]
 
 
 def test_get_and_list_are_scoped_to_the_owner_newest_first(store: RunStore, clock: Clock) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ import pytest
 
 from pipeline.settings import Settings
 from taskqueue.store import CANCELED, COMPLETED, EXECUTING, FAILED, QUEUED, TIMED_OUT, NewRun, RunStore
-from taskqueue.tasks import ProgressWriter, RunMonitor, execute_run
+from taskqueue.tasks import ProgressWriter, RunMonitor, WorkerHeartbeat, _heartbeats, execute_run, shutting_down
 from tests.fake_remote import OPENAI_KEY, Answer, FakeRemote
 from tests.http_server import LocalServer
 
@@ -112,6 +114,33 @@ def test_a_run_completes_with_its_output_and_files(tmp_path: Path, store: RunSto
     assert execute_run(run_id, settings, store) == "skipped"  # a duplicate queue message does nothing
 
 
+def test_the_workers_row_shows_its_run_while_rendering_and_none_once_done(tmp_path: Path, store: RunStore) -> None:
+    # With a heartbeat an hour apart, only the announcements at the claim and at the end can say it
+    heartbeat = WorkerHeartbeat(store, interval=3600).start()
+    _heartbeats[heartbeat.pid] = heartbeat
+    run_id = queued(store)
+    seen: set[str | None] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if store.get(run_id).status == EXECUTING:  # type: ignore[union-attr]
+                seen.update(w["current_run"] for w in store.live_workers(within_seconds=60))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert execute_run(run_id, small(tmp_path), store) == COMPLETED
+        after = [w["current_run"] for w in store.live_workers(within_seconds=60)]
+    finally:
+        done.set()
+        watcher.join()
+        _heartbeats.pop(heartbeat.pid)
+        heartbeat.stop()
+    assert run_id in seen and after == [None]
+
+
 def test_cancel_during_the_run_ends_canceled(tmp_path: Path, store: RunStore) -> None:
     settings = small(tmp_path, output_width=720, output_height=1280, clip_seconds=8.0)
     run_id = queued(store)
@@ -209,3 +238,66 @@ def test_a_stop_never_requeues_a_run_another_worker_holds(store: RunStore) -> No
     assert not store.requeue(run_id, count_attempt=False, worker="this-host:2")
     run = store.get(run_id)
     assert run is not None and run.status == EXECUTING and run.worker == "other-host:1" and run.attempts == 1
+
+
+def _ffmpeg_children() -> list[int]:
+    """This process's ffmpeg children (imageio-ffmpeg's binary is named ffmpeg-linux-...)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115, PTH123 - a one-line read
+            except OSError:
+                continue
+            comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if comm.startswith("ffmpeg") and int(rest[1]) == os.getpid():
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture
+def shutdown_flag() -> Iterator[threading.Event]:
+    yield shutting_down
+    shutting_down.clear()
+
+
+def test_a_run_whose_ffmpeg_dies_of_the_shutdown_goes_back_uncounted(tmp_path: Path, store: RunStore,
+                                                                      shutdown_flag: threading.Event) -> None:
+    # The consumer's SIGTERM goes to the whole process group: here the run's ffmpeg gets it and the step fails
+    # before Python's KeyboardInterrupt comes. It is still a shutdown, not a FAILED run.
+    settings = small(tmp_path, output_width=720, output_height=1280, clip_seconds=8.0)
+    run_id = queued(store)
+    killed: list[int] = []
+
+    def stop_like_the_consumer() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            if store.get(run_id).status == EXECUTING:  # type: ignore[union-attr]
+                for pid in _ffmpeg_children():
+                    shutdown_flag.set()  # what the worker's SIGTERM handler records
+                    os.kill(pid, signal.SIGTERM)
+                    killed.append(pid)
+                    return
+            time.sleep(0.005)
+
+    threading.Thread(target=stop_like_the_consumer, daemon=True).start()
+    queue = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run_id, settings, store, enqueue=queue)
+    assert killed, "no ffmpeg was seen running"
+    run = store.get(run_id)
+    assert run is not None and run.status == QUEUED and run.attempts == 0 and run.worker is None
+    assert queue.calls == [(run_id, None)]
+
+
+def test_a_worker_told_to_stop_takes_no_new_run(settings: Settings, store: RunStore,
+                                                shutdown_flag: threading.Event) -> None:
+    # Between two tasks Huey's own handler raises nothing, and its loop dequeues the next message
+    run_id = queued(store)
+    shutdown_flag.set()
+    queue = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(run_id, settings, store, enqueue=queue)
+    run = store.get(run_id)
+    assert run is not None and run.status == QUEUED and run.attempts == 0
+    assert queue.calls == [(run_id, None)]

@@ -6,9 +6,11 @@ import hashlib
 import json
 import math
 import statistics
+from functools import partial
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import require_account
 from api.context import ApiContext, get_ctx
@@ -17,7 +19,7 @@ from pipeline.errors import BadInput, StudioError
 from pipeline.request import CreateContentRequest
 from pipeline.templates import get_template_or_404, list_templates
 from taskqueue.store import IDEMPOTENCY_MISMATCH, IDEMPOTENCY_PENDING, IDEMPOTENCY_REPLAY
-from taskqueue.trigger import trigger
+from taskqueue.trigger import check_request, queue_runs, trigger
 
 router = APIRouter(prefix="/content", tags=["content"])
 
@@ -46,17 +48,26 @@ def _body_hash(body: CreateContentRequest) -> str:
 
 
 @router.post("/create", status_code=202, summary="Trigger the content pipeline for an artist")
-def create_content(body: CreateContentRequest, account: str = Depends(require_account),
-                   ctx: ApiContext = Depends(get_ctx),
-                   idempotency_key: str | None = Header(None, alias="Idempotency-Key",
-                                                        description="Retry-safe: the same key and body return "
-                                                                    "the first request's runIds")) -> JSONResponse:
+async def create_content(body: CreateContentRequest, account: str = Depends(require_account),
+                         ctx: ApiContext = Depends(get_ctx),
+                         idempotency_key: str | None = Header(None, alias="Idempotency-Key",
+                                                              description="Retry-safe: the same key and body "
+                                                                          "return the first request's runIds")
+                         ) -> JSONResponse:
     """Validates the artist's files (unless `songs` URLs or `images` override them), writes `batch` runs
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=."""
     key = _idempotency_key(idempotency_key)
-    if key is None:
-        return JSONResponse(trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue),
-                            status_code=202)
+    if key is not None:
+        return await run_in_threadpool(_create_once, body, account, ctx, key)
+    # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
+    # the write is short and takes one of the store's writer threads
+    artist = await run_in_threadpool(check_request, body, ctx.settings)
+    response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue))
+    return JSONResponse(response, status_code=202)
+
+
+def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str) -> JSONResponse:
+    """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
     state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body))
     if state == IDEMPOTENCY_REPLAY:
         return JSONResponse(previous, status_code=202, headers={"Idempotent-Replayed": "true"})
