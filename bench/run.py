@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from bench.contenders import (  # noqa: E402
 from bench.measure import alternate, load_average, machine_line, median  # noqa: E402
 from pipeline.analyse_audio import analyse_audio  # noqa: E402
 from pipeline.choose_clip import choose_clip  # noqa: E402
+from pipeline.encoder import HARDWARE, why_not  # noqa: E402
 from pipeline.ffmpeg import ffmpeg_exe  # noqa: E402
 from pipeline.settings import DEMO_ARTIST_DIR, PROJECT_ROOT, Settings  # noqa: E402
 
@@ -132,8 +134,35 @@ def _s(values: list[float]) -> str:
 # --- the parts ------------------------------------------------------------------------------------------------
 
 
+def part_encoder(report: Report, work: Path, repeats: int) -> None:
+    """A GPU's encoder against x264, our whole pipeline both times; only where one works on this machine."""
+    base = Settings(_env_file=None, data_dir=work / "data", video_encoder="libx264")
+    for name in HARDWARE:
+        reason = why_not(name, base.ffmpeg_binary)
+        if reason is not None:
+            report.add("limit", f"{name}: not usable here", reason[:120], ratio="auto keeps libx264")
+            continue
+        log(f"limit: {name} vs libx264, whole pipeline")
+        gpu = base.model_copy(update={"video_encoder": name})
+        run_ours(gpu, seed=SEED)  # warm-up (song analysis cached)
+
+        def ours(settings: Settings) -> Callable[[int], float]:
+            def one(_: int) -> float:
+                seconds, result = run_ours(settings, seed=SEED)
+                shutil.rmtree(result.video_path.parent, ignore_errors=True)
+                return seconds
+            return one
+
+        times = alternate({name: ours(gpu), "libx264": ours(base)}, repeats)
+        ratio = median(times[name]) / median(times["libx264"])
+        report.add("limit", f"ours with {name}, 720x1280 15 s", _s(times[name]))
+        report.add("limit", "ours with libx264, the same", _s(times["libx264"]))
+        report.add("limit", f"{name} / libx264", f"{ratio:.3f}", target="< 1 (auto uses it)", ok=ratio < 1)
+
+
 def part_limit_and_peers(report: Report, work: Path, parts: set[str], repeats: int, quick: bool) -> None:
-    settings = Settings(_env_file=None, data_dir=work / "data")
+    # x264 like the bare command and MoviePy; a GPU's encoder is measured on its own (part_encoder)
+    settings = Settings(_env_file=None, data_dir=work / "data", video_encoder="libx264")
     peers = "peers" in parts
     why_not = moviepy_available() if peers else None
     if peers and why_not:
@@ -160,6 +189,8 @@ def part_limit_and_peers(report: Report, work: Path, parts: set[str], repeats: i
         report.add("limit", "ours, whole pipeline, upscale 1440x2560", _s(u.ours))
         report.add("limit", "bare ffmpeg, same output, 1440x2560", _s(u.bare))
         report.add("limit", "ours / bare (1440x2560)", f"{u.ratio:.3f}", target="<= 1.25", ok=u.ratio <= 1.25)
+    if "limit" in parts:
+        part_encoder(report, work / "encoder", repeats)
 
 
 def part_batch(report: Report, work: Path, quick: bool) -> None:

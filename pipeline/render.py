@@ -8,6 +8,7 @@ docs/PERFORMANCE.md.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -21,9 +22,13 @@ from PIL import Image
 
 from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, working_size, write_frames
 from pipeline.caption_layer import CaptionLayer, rasterise_caption, with_caption
+from pipeline.encoder import Encoder, choose_encoder, why_not, x264
 from pipeline.errors import BadInput, RenderError
 from pipeline.ffmpeg import measure_loudness, probe, run_ffmpeg
 from pipeline.models import MotionPlan, StyledImage
+from pipeline.settings import EncoderChoice
+
+log = logging.getLogger(__name__)
 
 POSTER_AT = 1 / 3  # the poster is the frame this far into the clip (past the fade, the caption fully in)
 TRUE_PEAK_DB = -1.5  # the limiter's ceiling after the loudness gain
@@ -46,6 +51,7 @@ class RenderJob:
     x264_preset: str = "veryfast"
     crf: int = 20
     x264_params: str = ""
+    video_encoder: EncoderChoice = "libx264"
     audio_bitrate: str = "160k"
     loudness_lufs: float = -14.0
     fade_in: float = 0.4
@@ -63,6 +69,10 @@ class RenderJob:
     def poster_path(self) -> Path:
         return self.out_path.with_suffix(".jpg")
 
+    @property
+    def x264(self) -> Encoder:
+        return x264(self.x264_preset, self.crf, self.x264_params)
+
 
 @dataclass(frozen=True)
 class RenderInputs:
@@ -71,6 +81,7 @@ class RenderInputs:
 
     caption: CaptionLayer | None = None
     gain_db: float = 0.0
+    encoder: Encoder | None = None  # None: the job's x264 settings
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class RenderResult:
     video_path: Path
     poster_path: Path
     seconds: float
+    encoder: str = "libx264"  # the one that made the video (after a hardware encoder's fallback)
 
 
 # --- the command -----------------------------------------------------------------------------------------------
@@ -94,11 +106,12 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
                       inputs: RenderInputs | None = None) -> list[str]:
     """The ffmpeg arguments (without the binary) of the whole render: one filter graph, one encode."""
     inputs = inputs or RenderInputs()
+    encoder = inputs.encoder or job.x264
     video_out = video_tmp or job.out_path
     duration = max(0.1, job.clip_duration)
     dur = f"{duration:.3f}"
     w, h, fps = job.width, job.height, job.fps
-    args: list[str] = []
+    args: list[str] = [*encoder.before_inputs]
     if job.video_source is not None:
         args += ["-stream_loop", "-1", "-t", dur, "-i", str(job.video_source)]
         video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
@@ -131,7 +144,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
                       f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
-    graph.append(video + "[v]")
+    graph.append(video + encoder.upload + "[v]")
 
     fade_in = min(job.fade_in, duration / 3)
     fade_out = min(job.fade_out, duration / 3)
@@ -148,9 +161,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     args += ["-filter_complex", ";".join(graph)]
     args += [
         "-map", "[v]", "-map", "[a]",
-        "-c:v", "libx264", "-preset", job.x264_preset, "-crf", str(job.crf),
-        *(["-x264-params", job.x264_params] if job.x264_params else []), "-pix_fmt", "yuv420p",
-        "-profile:v", "high", "-r", str(fps), "-g", str(fps * 2),
+        *encoder.options, "-profile:v", "high", "-r", str(fps), "-g", str(fps * 2),
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
         "-c:a", "aac", "-b:a", job.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-t", dur, "-movflags", "+faststart", "-f", "mp4", str(video_out),
@@ -247,11 +258,30 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
                                   height=job.height, duration=job.clip_duration, out=caption_tmp,
                                   ffmpeg=job.ffmpeg) if job.ass_path is not None else None
             gain = pool.submit(loudness_gain, job)
-            inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result())
+            encoder = pool.submit(choose_encoder, job.video_encoder, preset=job.x264_preset, crf=job.crf,
+                                  params=job.x264_params, ffmpeg=job.ffmpeg)
+            inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result(),
+                                  encoder=encoder.result())
             camera = camera_ready.result()
-        feed = camera_feed(job, camera, inputs.caption, poster_tmp) if camera else None
-        run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.ffmpeg, expected_seconds=job.clip_duration,
-                   on_progress=forward, timeout=max(300.0, job.clip_duration * 40), feed=feed)
+
+        def encode(inputs: RenderInputs) -> None:
+            feed = camera_feed(job, camera, inputs.caption, poster_tmp) if camera else None
+            run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.ffmpeg,
+                       expected_seconds=job.clip_duration, on_progress=forward,
+                       timeout=max(300.0, job.clip_duration * 40), feed=feed)
+
+        used = inputs.encoder or job.x264
+        try:
+            encode(inputs)
+        except RenderError as exc:
+            if not used.hardware:
+                raise
+            # A GPU encoder can pass the test encode and still fail here (its sessions all taken, a driver
+            # reset); the video is made on the CPU instead, drawn again from the first frame.
+            reason = why_not(used.name, job.ffmpeg) or " / ".join(exc.message.splitlines()[-2:])
+            log.warning("%s failed (%s); rendering again with libx264", used.name, reason)
+            used = job.x264
+            encode(replace(inputs, encoder=used))
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
         if camera is None:  # a provider's clip: the poster is cut from the finished file
@@ -265,4 +295,5 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
         poster_tmp.unlink(missing_ok=True)
         caption_tmp.unlink(missing_ok=True)
     forward(1.0)
-    return RenderResult(video_path=job.out_path, poster_path=job.poster_path, seconds=time.monotonic() - start)
+    return RenderResult(video_path=job.out_path, poster_path=job.poster_path, seconds=time.monotonic() - start,
+                        encoder=used.name)

@@ -159,7 +159,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
                     clip_duration=clip.duration, ass_path=ass_path, fonts_dir=FONTS_DIR,
                     out_path=work / "video.mp4", width=width, height=height, fps=settings.fps,
                     x264_preset=settings.x264_preset, crf=settings.x264_crf,
-                    x264_params=settings.x264_params, audio_bitrate=settings.audio_bitrate,
+                    x264_params=settings.x264_params, video_encoder=settings.video_encoder,
+                    audio_bitrate=settings.audio_bitrate,
                     loudness_lufs=settings.loudness_lufs, fade_in=template.edit.fade_in,
                     fade_out=template.edit.fade_out, ffmpeg=ffmpeg, video_source=video_source,
                 ),
@@ -203,7 +204,7 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
                 "caption": providers.caption.name if caption else "none",
                 "upscale": (providers.upscaler.name if providers.upscaler else "local (rendered at 2x)")
                 if plan.upscale else "none",
-                "render": "ffmpeg (one filter graph)",
+                "render": f"ffmpeg (one filter graph, {result.encoder})",
             },
             "timings": tracker.timings,
         }

@@ -16,6 +16,7 @@ FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
+EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
     # On top of the preset, for what we encode (a still moving slowly): the fastest sub-pixel refinement and no
     # sub-partitions cut x264's CPU by a third at the same SSIM/PSNR, for ~10 % more bytes (docs/PERFORMANCE.md).
     x264_params: str = "subme=1:partitions=none"
+    # auto: a GPU's H.264 encoder (NVENC, then VA-API) when a test encode shows it works here, else x264;
+    # a hardware encode that fails is done again with x264 (pipeline/encoder.py)
+    video_encoder: EncoderChoice = "auto"
     audio_bitrate: str = "160k"
     loudness_lufs: float = -14.0
     clip_seconds: float | None = None  # overrides every template's clip length (previews, tests)
