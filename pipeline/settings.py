@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     x264_preset: str = "veryfast"
     x264_crf: int = 20
     # On top of the preset, for what we encode (a still moving slowly): the fastest sub-pixel refinement and no
-    # sub-partitions cut x264's CPU by a third at the same SSIM/PSNR, for ~10 % more bytes (docs/PERFORMANCE.md).
-    x264_params: str = "subme=1:partitions=none"
+    # sub-partitions cut x264's CPU by a third at the same SSIM/PSNR, for ~10 % more bytes; a fixed B-frame
+    # pattern, no weighted B prediction, diamond search and CAVLC take another 6 % off the whole run at the same
+    # SSIM for ~5 % more bytes (docs/PERFORMANCE.md).
+    x264_params: str = "subme=1:partitions=none:b-adapt=0:weightb=0:me=dia:cabac=0"
     # auto: a GPU's H.264 encoder (NVENC, then VA-API) when a test encode shows it works here, else x264;
     # a hardware encode that fails is done again with x264 (pipeline/encoder.py)
     video_encoder: EncoderChoice = "auto"
