@@ -43,7 +43,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """/api goes straight to the API; everything else, and the server's lifespan, to Streamlit.
 
     Mounted inside st.App, every API request also went through Streamlit's middleware (its session
-    cookie, gzip, telemetry): about a third of the server's CPU for a POST /content/create
+    cookie, gzip, telemetry): ~8 % of the server's Python time under POST /content/create load
     (docs/PERFORMANCE.md). The API has its own gzip and error handling.
     """
     if scope["type"] != "lifespan":

@@ -54,7 +54,7 @@ class ApiContext:
         """Runs a short database write on the store's few writer threads, not on one thread per request.
 
         With 20 clients, 20 threads writing at once to one SQLite file spent their time handing the GIL to
-        each other (a thousand futex calls per request): a third of the server's CPU (docs/PERFORMANCE.md).
+        each other (~970 futex calls per request): a fifth to a quarter of the server's CPU (docs/PERFORMANCE.md).
         """
         return await anyio.to_thread.run_sync(fn, limiter=self.writers)
 
