@@ -100,6 +100,15 @@ class Comparison:
         return median(self.moviepy) / median(self.ours) if self.moviepy else float("nan")
 
 
+def timed_ours(settings: Settings, *, upscale: bool = False) -> Callable[[int], float]:
+    """A contender for `alternate`: our whole pipeline once, its seconds; the run's files are removed."""
+    def one(_: int) -> float:
+        seconds, result = run_ours(settings, seed=SEED, upscale=upscale)
+        shutil.rmtree(result.video_path.parent, ignore_errors=True)
+        return seconds
+    return one
+
+
 def compare_bare_and_ours(settings: Settings, work: Path, *, repeats: int, upscale: bool = False,
                           with_moviepy: bool = False, with_floor: bool = False) -> Comparison:
     """Our whole pipeline vs one bare ffmpeg command (and MoviePy), alternating, on the same prepared inputs.
@@ -110,12 +119,8 @@ def compare_bare_and_ours(settings: Settings, work: Path, *, repeats: int, upsca
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
 
-    def ours(_: int) -> float:
-        seconds, result = run_ours(settings, seed=SEED, upscale=upscale)
-        shutil.rmtree(result.video_path.parent, ignore_errors=True)
-        return seconds
-
-    contenders = {"ours": ours, "bare": lambda i: run_bare(prepared, out / f"bare-{i}.mp4", settings.ffmpeg_binary)}
+    contenders = {"ours": timed_ours(settings, upscale=upscale),
+                  "bare": lambda i: run_bare(prepared, out / f"bare-{i}.mp4", settings.ffmpeg_binary)}
     if with_floor:
         contenders["floor"] = lambda i: run_bare(prepared, out / f"floor-{i}.mp4", settings.ffmpeg_binary,
                                                  camera=False)
@@ -146,14 +151,7 @@ def part_encoder(report: Report, work: Path, repeats: int) -> None:
         gpu = base.model_copy(update={"video_encoder": name})
         run_ours(gpu, seed=SEED)  # warm-up (song analysis cached)
 
-        def ours(settings: Settings) -> Callable[[int], float]:
-            def one(_: int) -> float:
-                seconds, result = run_ours(settings, seed=SEED)
-                shutil.rmtree(result.video_path.parent, ignore_errors=True)
-                return seconds
-            return one
-
-        times = alternate({name: ours(gpu), "libx264": ours(base)}, repeats)
+        times = alternate({name: timed_ours(gpu), "libx264": timed_ours(base)}, repeats)
         ratio = median(times[name]) / median(times["libx264"])
         report.add("limit", f"ours with {name}, 720x1280 15 s", _s(times[name]))
         report.add("limit", "ours with libx264, the same", _s(times["libx264"]))
@@ -252,12 +250,7 @@ def part_growth(report: Report, work: Path, repeats: int, quick: bool) -> None:
         settings = Settings(_env_file=None, data_dir=work / "growth-data", clip_seconds=float(length))
         run_ours(settings, seed=SEED)  # warm-up (and the analysis cache)
 
-        def one(_: int, settings: Settings = settings) -> float:
-            seconds, result = run_ours(settings, seed=SEED)
-            shutil.rmtree(result.video_path.parent, ignore_errors=True)
-            return seconds
-
-        by_length[length] = median(alternate({"ours": one}, max(1, repeats - 1))["ours"])
+        by_length[length] = median(alternate({"ours": timed_ours(settings)}, max(1, repeats - 1))["ours"])
         report.add("growth", f"clip {length} s: whole pipeline", f"{by_length[length]:.2f} s",
                    ratio=f"{by_length[length] / length:.3f} s per clip second")
     base = 15 if lengths[-1] > 15 else lengths[0]  # from 15 s up: a 5 s clip carries the fixed start-up cost
