@@ -22,7 +22,7 @@ from pipeline.errors import BadInput, NotFound
 from pipeline.ffmpeg import decode_audio
 from pipeline.models import AudioAnalysis
 
-ANALYSIS_VERSION = 1  # bump when the numbers below change meaning, so old cache entries are not reused
+ANALYSIS_VERSION = 2  # bump when the numbers below change meaning, so old cache entries are not reused
 SAMPLE_RATE = 22050
 FINE_HOP = 512  # ~23 ms: the onset envelope the beat tracker reads
 HOP = 2 * FINE_HOP  # ~46 ms: the frame-wise arrays handed out
@@ -111,6 +111,9 @@ def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Audi
         beats=tuple(beats),
         tempo=round(tempo, 2),
         repetition=_rounded(repetition),
+        downbeats=tuple(beats[::4]),
+        beats_per_bar=4,
+        steady_beat=tempo > 0 and len(beats) >= 8,
     )
 
 
@@ -323,6 +326,9 @@ def _read_cache(path: Path) -> AudioAnalysis | None:
             beats=tuple(float(v) for v in data["beats"]),
             tempo=float(data["tempo"]),
             repetition=tuple(float(v) for v in data["repetition"]),
+            downbeats=tuple(float(v) for v in data["downbeats"]),
+            beats_per_bar=int(data["beats_per_bar"]),
+            steady_beat=bool(data["steady_beat"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

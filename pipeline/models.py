@@ -68,6 +68,10 @@ class AudioAnalysis:
     beats: tuple[float, ...]  # beat times in seconds
     tempo: float  # beats per minute (0 when none found)
     repetition: tuple[float, ...]  # how much each frame recurs elsewhere in the song, 0..1
+    # The beat grid the edit cuts on. Without a steady beat (ambient, rubato) the edit does not cut on it.
+    downbeats: tuple[float, ...] = ()  # bar lines: the first beat of each bar, seconds
+    beats_per_bar: int = 4
+    steady_beat: bool = False
 
 
 @dataclass(frozen=True)
