@@ -53,7 +53,7 @@ def create_api(
         cancel = cancel or cancel_run
     ctx = ApiContext(
         settings=settings,
-        store=store or RunStore(settings.sqlalchemy_url),
+        store=store or RunStore.for_settings(settings),
         enqueue=enqueue,
         cancel=cancel,
         signer=UrlSigner(signing_secret(settings), settings.signed_url_seconds),
@@ -121,5 +121,8 @@ def reaper_lifespan(api: FastAPI) -> Callable[[Any], Any]:
 
 def standalone_app() -> Starlette:
     """The API alone, under /api: `uvicorn api.app:standalone_app --factory`."""
-    api = create_api()
+    from taskqueue.schema import exit_if_unusable
+
+    with exit_if_unusable():
+        api = create_api()
     return Starlette(routes=[Mount("/api", app=api)], lifespan=reaper_lifespan(api))

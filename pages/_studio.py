@@ -49,7 +49,7 @@ def open_studio(settings: Settings) -> Studio:
     from taskqueue.tasks import cancel_run, enqueue_runs
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(settings.sqlalchemy_url)
+    store = RunStore.for_settings(settings)
     key, account = ensure_local_key(settings, store)
     return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_runs,
                   cancel=cancel_run)

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
 
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
+    migrations_dir: Path | None = None  # the run store's Alembic revisions; default: the bundled taskqueue/migrations
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
     queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
     workers: int = 1

@@ -1,4 +1,4 @@
-"""Command line: `python -m taskqueue serve | worker | trigger | create-key`.
+"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-key`.
 
 `serve` is what `make run` calls: the web server (UI + API on one port) and a Huey consumer, stopped
 together on Ctrl-C. `trigger` is the CLI door into the same queue as the UI and the API.
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="start the web server (UI + API) and a worker; Ctrl-C stops both")
     sub.add_parser("worker", help="start a Huey consumer only (process workers, WORKERS of them)")
+    sub.add_parser("migrate", help="bring the run store's tables to this code's schema (serve and worker do it too)")
 
     trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
     trig.add_argument("--artist", required=True, help="artist account id (or folder slug)")
@@ -58,7 +59,7 @@ def _store(settings: Settings):
     from taskqueue.store import RunStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return RunStore(settings.sqlalchemy_url)
+    return RunStore.for_settings(settings)
 
 
 # --- trigger ------------------------------------------------------------------------------------
@@ -137,6 +138,15 @@ def wait_for_runs(store: Any, run_ids: list[str], settings: Settings, poll_secon
             time.sleep(poll_seconds)
     done = [store.get(r) for r in run_ids]
     return 0 if all(r is not None and r.status == "COMPLETED" for r in done) else 1
+
+
+# --- migrate ------------------------------------------------------------------------------------
+
+def cmd_migrate(settings: Settings) -> int:
+    from taskqueue.store import migrate
+
+    print(migrate(settings.sqlalchemy_url, settings.migrations_dir).describe(), flush=True)
+    return 0
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -254,12 +264,21 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from taskqueue.schema import exit_if_unusable
+
+    with exit_if_unusable():  # a bad DATABASE_URL or a too-new schema: one line and exit code 2
+        return run_command(argv)
+
+
+def run_command(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     if args.command == "serve":
         return cmd_serve(settings)
     if args.command == "worker":
         return cmd_worker(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
     if args.command == "trigger":
         return cmd_trigger(args, settings)
     if args.command == "create-key":

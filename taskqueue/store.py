@@ -1,7 +1,7 @@
 """The one run store: runs and API keys in SQLite (WAL) by default, PostgreSQL when DATABASE_URL says so.
 
 Every status change is a single conditional UPDATE, so two workers can never both claim a run and a
-late writer can never move a finished run back.
+late writer can never move a finished run back. The tables are made and changed by migrations (taskqueue/schema.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -42,11 +43,19 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 
+from taskqueue.schema import SchemaChange, unusable_store_errors, upgrade_to_head
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
+
+log = logging.getLogger("taskqueue.store")
+
 QUEUED, EXECUTING, COMPLETED, FAILED = "QUEUED", "EXECUTING", "COMPLETED", "FAILED"
 CANCELED, CRASHED, TIMED_OUT = "CANCELED", "CRASHED", "TIMED_OUT"
 STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT)
 FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT})
 
+# What the code reads and writes. A change here needs a revision in taskqueue/migrations (see its README.md).
 metadata = MetaData()
 
 runs = Table(
@@ -246,12 +255,35 @@ def _run_from(m: Any) -> Run:
     )
 
 
-class RunStore:
-    """Runs and API keys; safe to share between threads, one instance per process."""
+def migrate(url: str, migrations: Path | None = None) -> SchemaChange:
+    """Bring the run store at `url` to the newest revision (`python -m taskqueue migrate`)."""
+    with unusable_store_errors(url):
+        engine = make_engine(url)
+        try:
+            return upgrade_to_head(engine, migrations)
+        finally:
+            engine.dispose()
 
-    def __init__(self, url: str, *, clock: Any = time.time):
+
+class RunStore:
+    """Runs and API keys; safe to share between threads, one instance per process.
+
+    Opening it brings the schema to head first (`migrations`: another revisions folder than the bundled one);
+    RunStoreUnusable when the database cannot be reached or written, or is newer than this code.
+    """
+
+    def __init__(self, url: str, *, clock: Any = time.time, migrations: Path | None = None):
         self.url = url
-        self.engine = make_engine(url)
+        with unusable_store_errors(url):
+            self.engine = make_engine(url)
+            try:
+                self.schema = upgrade_to_head(self.engine, migrations)
+            except BaseException:
+                self.engine.dispose()
+                raise
+        if self.schema.applied:
+            # WARNING, not INFO: a schema change must show in every process's log, and uvicorn configures none
+            log.warning(self.schema.describe())
         self.clock = clock
         # SQLite has one writer. Threads of this process wait their turn here, in order, rather than in
         # SQLite's busy handler, which sleeps in growing steps: under 20 concurrent API clients a few writers
@@ -261,7 +293,10 @@ class RunStore:
         # How many threads of a process should write at once: SQLite takes one writer at a time anyway (more
         # threads only fight over the GIL); a server database overlaps their round trips.
         self.concurrent_writers = 1 if self.engine.dialect.name == "sqlite" else 5
-        metadata.create_all(self.engine)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RunStore:
+        return cls(settings.sqlalchemy_url, migrations=settings.migrations_dir)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -61,7 +61,7 @@ def process_store(settings: Settings) -> RunStore:
     """One store per process: forked workers must not share the parent's database connections."""
     key = (os.getpid(), settings.sqlalchemy_url)
     if key not in _stores:
-        _stores[key] = RunStore(settings.sqlalchemy_url)
+        _stores[key] = RunStore.for_settings(settings)
     return _stores[key]
 
 

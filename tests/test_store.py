@@ -56,7 +56,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _drop_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys"))
+        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys, idempotency_keys, workers, alembic_version"))
     engine.dispose()
 
 
