@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,14 @@ def _service_missing(what: str, exc: Exception) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway database in the local PostgreSQL, dropped after the session."""
-    name = "studio_test_" + uuid.uuid4().hex[:10]
+    with throwaway_database("studio_test_") as url:
+        yield url
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """A new database in the local PostgreSQL (skipped when it is not there), dropped afterwards."""
+    name = prefix + uuid.uuid4().hex[:10]
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

@@ -25,7 +25,7 @@ from pipeline.settings import PROJECT_ROOT
 from taskqueue.schema import BASELINE, MIGRATIONS_DIR, PG_LOCK_KEY, RunStoreUnusable
 from taskqueue.store import FAILED, NewRun, RunStore, hash_key, metadata, migrate
 from tests import legacy_store
-from tests.conftest import PG_ADMIN_URL, _service_missing
+from tests.conftest import PG_ADMIN_URL, throwaway_database
 from tests.servers import ACCOUNT_A, KEY_A, free_port, studio_env
 
 UPGRADED_FROM_BASE = f"upgraded base -> {BASELINE}"
@@ -62,20 +62,8 @@ def _admin():
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
     """A PostgreSQL database of this test's own, dropped afterwards."""
-    name = "mig_" + uuid.uuid4().hex[:12]
-    admin = _admin()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        admin.dispose()
-        _service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_URL}", exc)
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database("mig_") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
