@@ -40,7 +40,7 @@ class SchemaChange:
     """What bringing the schema to head did."""
 
     url: str  # password masked
-    before: str | None  # None: no tables yet
+    before: str | None  # the revision found (the baseline once stamped); None: no tables yet
     after: str
     stamped: bool = False  # tables made before migrations were recognised and stamped as the baseline
 
@@ -155,7 +155,11 @@ def _config(location: Path, connection: Connection | None = None) -> Config:
 
 @lru_cache(maxsize=8)
 def _script(location: Path) -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config(location))
+    try:
+        return ScriptDirectory.from_config(_config(location))
+    except CommandError as exc:  # MIGRATIONS_DIR pointing at no revisions
+        raise RunStoreUnusable(f"No run store migrations in {location} (MIGRATIONS_DIR): Alembic found no "
+                               "env.py and versions/ there") from exc
 
 
 def head_revision(location: Path) -> str:
@@ -264,9 +268,13 @@ def upgrade_to_head(engine: Engine, location: Path | None = None) -> SchemaChang
     if current == head:
         return SchemaChange(url, head, head)
     _refuse_unknown(location, current, url)
-    # write=True: on SQLite the transaction takes the write lock at once (BEGIN IMMEDIATE)
-    with migration_lock(engine), engine.connect().execution_options(write=True) as conn, conn.begin():
-        return _upgrade_locked(conn, location, head, url)
+    try:
+        # write=True: on SQLite the transaction takes the write lock at once (BEGIN IMMEDIATE)
+        with migration_lock(engine), engine.connect().execution_options(write=True) as conn, conn.begin():
+            return _upgrade_locked(conn, location, head, url)
+    except DBAPIError as exc:  # e.g. a role that may read and write rows but not create tables
+        raise RunStoreUnusable(f"The run store at {url} cannot be upgraded from {current or 'base'} to {head}: "
+                               f"{_first_line(exc)}") from exc
 
 
 def _upgrade_locked(conn: Connection, location: Path, head: str, url: str) -> SchemaChange:

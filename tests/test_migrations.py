@@ -406,8 +406,8 @@ def test_a_database_the_user_may_not_write_is_one_line(fresh_pg: str, tmp_path: 
         done = _cli(url, tmp_path, "taskqueue", "migrate")
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr.strip().splitlines() == [
-            f"The run store at postgresql+psycopg://{role}:***@127.0.0.1:5432/{name} cannot be used: "
-            "permission denied for schema public"]
+            f"The run store at postgresql+psycopg://{role}:***@127.0.0.1:5432/{name} cannot be upgraded from base "
+            f"to {BASELINE}: permission denied for schema public"]
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP ROLE "{role}"'))
