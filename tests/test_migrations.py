@@ -321,6 +321,21 @@ def test_a_database_made_before_migrations_is_stamped_and_serves_its_runs(deploy
     assert (row.key, row.body_hash, row.response) == ("idem-1", "b" * 64, {"status": "success"})
 
 
+def test_processes_started_together_on_the_last_release_s_database_stamp_it_once(deployment: Deployment) -> None:
+    _fill_like_the_last_release(deployment.url, "sk_made_by_the_last_release_0123456789", time.time())
+    procs = [deployment.start(f"migrate-{i}", ["taskqueue", "migrate"], together=3) for i in range(3)]
+    for proc in procs:
+        assert proc.popen.wait(timeout=120) == 0, deployment.logs()
+    outputs = [p.output().strip().splitlines()[-1] for p in procs]
+    assert sum(line.endswith(f"stamped the tables made before migrations as {BASELINE}") for line in outputs) == 1
+    assert sum(line.endswith(f"already at head {BASELINE}") for line in outputs) == 2, outputs
+    assert _revision(deployment.url) == BASELINE
+    engine = create_engine(deployment.url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 2
+    engine.dispose()
+
+
 def test_tables_that_are_not_the_baseline_are_refused_and_left_alone(fresh_db: str) -> None:
     engine = create_engine(fresh_db)
     legacy_store.metadata.create_all(engine)
