@@ -83,10 +83,8 @@ class Studio:
         return subprocess.Popen(args, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
-    def start_server(self, timeout: float = 90.0, *, api_only: bool = False) -> None:
-        """The web server (UI + API), or with `api_only` the API alone (api.app:standalone_app, a quicker start)."""
-        app = ["api.app:standalone_app", "--factory"] if api_only else ["server:app"]
-        self.server = self._spawn("server", [sys.executable, "-m", "uvicorn", *app, "--host", "127.0.0.1",
+    def start_server(self, timeout: float = 90.0) -> None:
+        self.server = self._spawn("server", [sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1",
                                              "--port", str(self.port), "--log-level", "warning"])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
