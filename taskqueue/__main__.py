@@ -64,7 +64,7 @@ def _store(settings: Settings):
 # --- trigger ------------------------------------------------------------------------------------
 
 def _readable(exc: ValidationError) -> str:
-    from api.errors import readable_validation_error
+    from pipeline.request import readable_validation_error
 
     return "; ".join(readable_validation_error(dict(e))[0] for e in exc.errors())
 

@@ -36,7 +36,7 @@ class NotReady(BadInput):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(),
-                "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in self.missing]}
+                "ready": False, "missing": [m.to_dict() for m in self.missing]}
 
 
 class QueueUnavailable(StudioError):
@@ -105,4 +105,6 @@ def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, sto
         "template": request.template,
         "lipsync": request.lipsync,
     }
+    if request.unknown_fields:
+        response["warnings"] = request.warnings()
     return response
