@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from api.context import ApiContext, UrlSigner
 from api.errors import install_error_handlers
 from api.limits import install_limits
-from api.openapi import install_openapi
+from api.openapi import install_openapi, install_redoc
 from api.routers import accounts, artists, content, files, health, runs
 from api.shapes import VERSION
 from pipeline.settings import Settings, get_settings
@@ -68,12 +68,13 @@ def create_api(
         version=VERSION,
         description=DESCRIPTION,
         docs_url="/docs",
-        redoc_url="/redoc",
+        redoc_url=None,  # install_redoc: the same bundled script, with outside fetches forbidden
         openapi_url="/openapi.json",
         redirect_slashes=False,  # the official SDK follows no redirects
         generate_unique_id_function=lambda route: route.name,  # operation ids a generated client can call
     )
     install_openapi(app)
+    install_redoc(app)
     app.state.ctx = ctx
     install_error_handlers(app)
     # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 
 from api.models import ErrorResponse
 
@@ -51,3 +53,22 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+# ReDoc's footer shows a logo from cdn.redoc.ly: the page forbids any outside fetch, and hides the logo's link
+_REDOC_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+              "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:")
+_HIDE_CDN_LOGO = '<style>a[href*="redocly"], a[href*="redoc.ly"] { display: none !important; }</style>'
+
+
+def install_redoc(app: FastAPI, path: str = "/redoc", static_url: str = "/static-offline-docs") -> None:
+    """/redoc from fastapi-offline's bundled script, with nothing fetched from the internet."""
+
+    @app.get(path, include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=app.title + " - ReDoc",
+                              redoc_js_url=f"{root}{static_url}/redoc.standalone.js", with_google_fonts=False,
+                              redoc_favicon_url=f"{root}{static_url}/favicon.png")
+        html = page.body.decode().replace("</head>", _HIDE_CDN_LOGO + "</head>", 1)
+        return HTMLResponse(html, headers={"Content-Security-Policy": _REDOC_CSP})
