@@ -73,6 +73,15 @@ def _cost_cents(run: Run) -> float:
     return round(float(cost.get("totalUsd") or 0.0) * 100, 4)
 
 
+def shape_webhook(row: dict | None) -> dict | None:
+    """A run's webhook: where it goes, and each try of its delivery (the id stays the same across tries)."""
+    if row is None:
+        return None
+    return {"url": row["url"], "deliveries": [
+        {"id": row["id"], "event": row["event"], "attempt": h["attempt"], "at": iso(h["at"]), "status": h["status"],
+         "error": h["error"]} for h in row["history"] or []]}
+
+
 def shape_run(run: Run, api_base: str, signer: UrlSigner, webhook: dict | None = None) -> dict:
     """The run as the original's Trigger.dev run object, with our progress fields beside it."""
     duration = (run.finished_at - run.started_at) if run.finished_at and run.started_at else None
@@ -130,5 +139,5 @@ def shape_run(run: Run, api_base: str, signer: UrlSigner, webhook: dict | None =
         ],
         "error": error,
         "output": shape_output(run, api_base, signer),
-        "webhook": webhook,
+        "webhook": shape_webhook(webhook),
     }

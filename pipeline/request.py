@@ -70,6 +70,10 @@ class CreateContentRequest(BaseModel):
     images: list[Annotated[NonEmpty, AfterValidator(_http_url)]] | None = Field(
         default=None, max_length=20, description="Public image URLs to use as face guides."
     )
+    webhook_url: Annotated[NonEmpty, AfterValidator(_http_url)] | None = Field(
+        default=None, description="(studio extension) Where to POST each run's final state and the batch's end; "
+                                  "overrides the installation's WEBHOOK_URL. Signed with X-Studio-Signature.",
+        examples=["https://example.com/hooks/studio"])
     unknown_fields: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True, repr=False)
 
     @model_validator(mode="before")

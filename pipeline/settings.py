@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, ~/.aws, instance role)
     s3_secret_access_key: str | None = None
 
+    # Webhooks: a POST when each run ends and when its batch does (taskqueue/webhooks.py)
+    webhook_url: str | None = None  # the installation's default receiver (a request's `webhook_url` wins)
+    webhook_secret: str | None = None  # signs each delivery; default: generated once into DATA_DIR
+    webhook_timeout_seconds: float = 10.0  # a receiver that has not answered by then counts as failed
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0  # first wait after a failure; doubles each time (8 tries: ~1 hour)
+    webhook_poll_seconds: float = 1.0  # how often the worker side looks for deliveries to make or retry
+
     # Prices of remote models, USD per the model's billing unit, over the list prices in pipeline/providers/pricing.py
     model_prices: dict[str, float] = Field(default_factory=dict)
 

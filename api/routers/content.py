@@ -21,7 +21,7 @@ from pipeline.providers.pricing import STEP_NAMES
 from pipeline.request import CreateContentRequest
 from pipeline.templates import Template, get_template_or_404, list_templates, template_ids
 from taskqueue.store import IDEMPOTENCY_MISMATCH, IDEMPOTENCY_PENDING, IDEMPOTENCY_REPLAY
-from taskqueue.trigger import check_request, queue_runs, trigger
+from taskqueue.trigger import check_request, queue_runs, trigger, webhook_target
 
 router = APIRouter(prefix="/content", tags=["content"])
 
@@ -79,7 +79,8 @@ async def create_content(
     # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
     # the write is short and takes one of the store's writer threads
     artist = await run_in_threadpool(check_request, body, ctx.settings)
-    response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue))
+    response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue,
+                                       webhook_url=webhook_target(body, ctx.settings)))
     return JSONResponse(response, status_code=202)
 
 

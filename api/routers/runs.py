@@ -45,9 +45,11 @@ def get_runs(
         run = ctx.store.get(run_id.strip(), owner=account)
         if run is None:
             raise NotFound("Run not found", field=["runId"])
-        return {"status": "success", "runs": [shape_run(run, base, ctx.signer)]}
-    found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
-    return {"status": "success", "runs": [shape_run(r, base, ctx.signer) for r in found]}
+        found = [run]
+    else:
+        found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
+    hooks = ctx.store.webhooks_for_runs([r.id for r in found])
+    return {"status": "success", "runs": [shape_run(r, base, ctx.signer, hooks.get(r.id)) for r in found]}
 
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run", response_model=models.CancelResponse,
@@ -60,4 +62,5 @@ def cancel(run_id: str, request: Request, account: Account, ctx: Ctx) -> dict:
         raise Conflict(f"The run already finished ({before.status}); nothing to cancel")
     run = ctx.cancel(ctx.store, run_id, account)
     assert run is not None
-    return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer)}
+    hook = ctx.store.webhooks_for_runs([run.id]).get(run.id)
+    return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer, hook)}
