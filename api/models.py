@@ -115,7 +115,7 @@ class ValidateResponse(BaseModel):
     songs: int = Field(description="Number of songs found in the artist's songs/")
     templates: list[str] = Field(description="Templates that can be used with this artist")
     checks: ValidateChecks
-    missing: list[MissingFile] = Field(description="Required files that are missing")
+    missing: list[MissingFile] = Field(description="Missing files, required and recommended, each with its fix")
     warnings: list[str] = Field(description="Fixes for missing recommended files")
 
 

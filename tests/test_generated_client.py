@@ -104,3 +104,28 @@ def test_errors_arrive_as_the_generated_error_models(studio: Studio, generated: 
     assert denied.status_code == 401 and denied.parsed.error.startswith("Missing API key")
     priced = estimate.sync(client=client, compare=True, lipsync=True, batch=2)
     assert isinstance(priced, models.EstimateResponse) and len(priced.workflows) == 3 and priced.batch.count == 2
+
+
+def test_the_openapi_document_has_models_real_errors_and_examples(studio: Studio) -> None:
+    spec = httpx.get(studio.url("/api/openapi.json"), timeout=30).json()
+    schemas = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            responses = op["responses"]
+            assert "422" not in responses, (method, path)  # validation failures are answered 400 here
+            success = next(code for code in responses if code.startswith("2"))
+            content = responses[success]["content"]
+            if "application/json" in content:
+                assert content["application/json"]["schema"]["$ref"].startswith("#/components/schemas/"), path
+            for code, answer in responses.items():
+                if code.startswith(("4", "5")):
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.rsplit("/", 1)[1] in ("ErrorResponse", "CreateErrorResponse"), (path, code)
+    create = spec["paths"]["/content/create"]["post"]
+    assert set(create["responses"]) == {"202", "400", "401", "404", "409", "413", "429", "503"}
+    assert create["requestBody"]["content"]["application/json"]["examples"]["seed page"]["value"]["batch"] == 2
+    assert "webhook_url" in schemas["CreateContentRequest"]["properties"]
+    assert "unknown_fields" not in schemas["CreateContentRequest"]["properties"]
+    assert schemas["Run"]["examples"][0]["taskIdentifier"] == "create-content"
+    assert set(spec["paths"]["/tasks/runs"]["get"]["responses"]) == {"200", "400", "401", "403", "404", "429"}

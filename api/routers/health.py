@@ -33,7 +33,7 @@ def queue_depth() -> dict[str, int | None]:
 
 
 @router.get("/health", summary="Liveness; with an API key also queue length, runs by status and live workers",
-            response_model=HealthResponse, responses=errors(401, 503))
+            response_model=HealthResponse, responses=errors(401, 429, 503))
 def health(request: Request, ctx: Ctx) -> JSONResponse:
     account = account_of(request, ctx)
     try:
