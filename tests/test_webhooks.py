@@ -187,3 +187,45 @@ def test_the_cli_prints_the_secret_receivers_verify_with(studio: Studio) -> None
                              cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     assert set_one == SECRET
     assert httpx.get(studio.url("/api/health")).status_code == 200
+
+
+def test_a_receiver_that_does_not_answer_in_time_counts_as_a_failed_try(tmp_path) -> None:
+    """The sender alone, against a receiver that holds the connection: the try fails at the time limit."""
+    from http.server import BaseHTTPRequestHandler as Base
+
+    from pipeline.settings import Settings
+    from taskqueue.store import FAILED, NewRun, RunStore
+    from taskqueue.webhooks import WebhookSender, signature
+
+    release = threading.Event()
+
+    class Hang(Base):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            release.wait(10)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(data_dir=tmp_path, webhook_secret=SECRET, webhook_timeout_seconds=0.5,
+                            webhook_backoff_seconds=60, fetch_allow_hosts=["127.0.0.1"])
+        store = RunStore(settings.sqlalchemy_url)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+        [run] = store.create_batch("owner", [NewRun(DEMO, "demo-artist", None, {}, 1)], webhook_url=url)
+        store.fail(run.id, FAILED, "render", "boom")
+        sender = WebhookSender(settings, store)
+        started = time.monotonic()
+        assert sender.run_once() == 2 + 2  # the run's and the batch's deliveries made, and each tried once
+        assert time.monotonic() - started < 5  # two tries of 0.5 s, not the receiver's 10 s
+        [attempt] = store.webhooks_for_runs([run.id])[run.id]["history"]
+        assert attempt["status"] is None and attempt["error"] == "no answer within 0.5 s"
+        assert store.due_webhooks() == []  # both wait WEBHOOK_BACKOFF_SECONDS before the next try
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert signature("k", 1700000000, b"{}") == (
+        "t=1700000000,v1=" + hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest())
