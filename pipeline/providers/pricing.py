@@ -23,6 +23,8 @@ class Price:
 
 
 # List prices as published by the providers (read 2026-12-01); a price that changes is one MODEL_PRICES away.
+# Not listed (no published price found): fal-ai/seedvr/upscale/image and /video, gpt-image-2; they count 0 with a
+# note saying so until MODEL_PRICES names them.
 DEFAULT_PRICES: dict[str, Price] = {
     # https://fal.ai/models/fal-ai/nano-banana-2/edit/llms.txt: "$0.08 per image" (1K output)
     "fal-ai/nano-banana-2/edit": Price(0.08, "images", "fal.ai/models/fal-ai/nano-banana-2/edit"),
@@ -35,7 +37,9 @@ DEFAULT_PRICES: dict[str, Price] = {
     "fal-ai/ltx-2-19b/audio-to-video": Price(0.0018, "megapixels", "fal.ai/models/fal-ai/ltx-2-19b"),
     # https://fal.ai/models/fal-ai/whisper/llms.txt: "$0 per compute seconds"
     "fal-ai/whisper": Price(0.0, "seconds", "fal.ai/models/fal-ai/whisper"),
-    # https://openai.com/api/pricing: gpt-4o-mini $0.15 per 1M input tokens ($0.60 output); whisper-1 $0.006/min
+    # openai.com/api/pricing: gpt-4o-mini $0.15 per 1M input tokens ($0.60 output), as quoted by
+    # promptunit.ai/blog/gpt-4o-mini-pricing-guide; whisper-1 $0.006 per minute is OpenAI's long-standing list
+    # price (not re-read today: check it, and set MODEL_PRICES if it moved)
     "gpt-4o-mini": Price(0.15, "1M tokens", "openai.com/api/pricing"),
     "whisper-1": Price(0.006, "minutes", "openai.com/api/pricing"),
 }
