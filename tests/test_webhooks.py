@@ -47,9 +47,9 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Answers each POST with the next status in `answers` (then 200), and records what came."""
+    """Answers each POST of an event with the next status in `answers[event]` (then 200), and records what came."""
 
-    answers: list[int] = field(default_factory=list)
+    answers: dict[str, list[int]] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,8 +60,10 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 with receiver.lock:
-                    receiver.hits.append(Hit({k.lower(): v for k, v in self.headers.items()}, body, time.time()))
-                    status = receiver.answers.pop(0) if receiver.answers else 200
+                    hit = Hit({k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                    receiver.hits.append(hit)
+                    planned = receiver.answers.get(hit.headers.get("x-studio-event", ""), [])
+                    status = planned.pop(0) if planned else 200
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -133,12 +135,16 @@ def test_a_batch_posts_a_signed_event_per_run_and_one_for_the_batch(studio: Stud
 
 def test_a_failed_delivery_is_retried_with_the_same_id_even_across_a_consumer_restart(studio: Studio,
                                                                                       receiver: Receiver) -> None:
-    receiver.answers = [500, 500]  # two failures, then 200
+    receiver.answers = {"run.canceled": [500, 500]}  # two failures, then 200
     with studio.client(KEY_A) as a:
         run_id = a.post("/api/content/create", json={"artist_account_id": DEMO, "webhook_url": receiver.url}
                         ).json()["runIds"][0]
         a.post(f"/api/tasks/runs/{run_id}/cancel")  # a canceled run is final at once: run.canceled
-        receiver.wait_for(lambda: len(receiver.of("run.canceled")) == 1)
+        def tries_recorded() -> int:
+            run = a.get("/api/tasks/runs", params={"runId": run_id}).json()["runs"][0]
+            return len(run["webhook"]["deliveries"])
+
+        receiver.wait_for(lambda: tries_recorded() == 1)  # the first try failed, and the store knows it
         studio.stop_worker(kill=True)  # the consumer dies between the first try and the retry
         first = receiver.of("run.canceled")[0]
         time.sleep(3.0)  # past the 2 s backoff: nobody may send while the consumer is down
@@ -149,8 +155,7 @@ def test_a_failed_delivery_is_retried_with_the_same_id_even_across_a_consumer_re
         assert {h.headers["x-studio-delivery"] for h in tries} == {first.headers["x-studio-delivery"]}
         assert [h.body for h in tries] == [first.body] * 3 and all(h.signature_ok() for h in tries)
         assert tries[2].at - tries[1].at >= 3.5  # the second wait is twice the first (2 s, then 4 s)
-        receiver.wait_for(lambda: len(a.get("/api/tasks/runs", params={"runId": run_id}).json()["runs"][0][
-            "webhook"]["deliveries"]) == 3)
+        receiver.wait_for(lambda: tries_recorded() == 3)
         deliveries = a.get("/api/tasks/runs", params={"runId": run_id}).json()["runs"][0]["webhook"]["deliveries"]
         assert [(d["attempt"], d["status"], d["error"]) for d in deliveries] == [
             (1, 500, "HTTP 500"), (2, 500, "HTTP 500"), (3, 200, None)]
