@@ -83,7 +83,10 @@ def shape_webhook(row: dict | None) -> dict | None:
 
 
 def shape_run(run: Run, api_base: str, signer: UrlSigner, webhook: dict | None = None) -> dict:
-    """The run as the original's Trigger.dev run object, with our progress fields beside it."""
+    """The run as the original's Trigger.dev run object, with our progress fields beside it.
+
+    Long because it is one flat literal: every field of the answer in one place, in the order clients see them.
+    """
     duration = (run.finished_at - run.started_at) if run.finished_at and run.started_at else None
     updated = max(t for t in (run.created_at, run.started_at, run.finished_at, run.heartbeat_at) if t is not None)
     error = None
