@@ -234,3 +234,26 @@ def test_a_receiver_that_does_not_answer_in_time_counts_as_a_failed_try(tmp_path
         httpd.server_close()
     assert signature("k", 1700000000, b"{}") == (
         "t=1700000000,v1=" + hmac.new(b"k", b"1700000000.{}", hashlib.sha256).hexdigest())
+
+
+def test_the_installations_webhook_url_is_the_default_and_a_requests_own_wins(tmp_path) -> None:
+    from pipeline.request import CreateContentRequest
+    from pipeline.settings import Settings
+    from taskqueue.store import RunStore
+    from taskqueue.trigger import trigger
+
+    settings = Settings(data_dir=tmp_path, webhook_url="http://127.0.0.1:9/default",
+                        fetch_allow_hosts=["127.0.0.1"])
+    store = RunStore(settings.sqlalchemy_url)
+    queued: list[str] = []
+    plain = trigger(CreateContentRequest(artist_account_id=DEMO), "owner", settings=settings, store=store,
+                    enqueue=queued.extend)
+    own = trigger(CreateContentRequest(artist_account_id=DEMO, webhook_url="http://127.0.0.1:9/mine"), "owner",
+                  settings=settings, store=store, enqueue=queued.extend)
+    hooks = store.webhooks_for_runs(plain["runIds"] + own["runIds"])
+    assert hooks[plain["runIds"][0]]["url"] == "http://127.0.0.1:9/default"
+    assert hooks[own["runIds"][0]]["url"] == "http://127.0.0.1:9/mine"
+    no_default = Settings(data_dir=tmp_path)
+    none = trigger(CreateContentRequest(artist_account_id=DEMO), "owner", settings=no_default, store=store,
+                   enqueue=queued.extend)
+    assert store.webhooks_for_runs(none["runIds"]) == {}
