@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount
@@ -20,7 +21,9 @@ from starlette.routing import Mount
 from api.context import ApiContext, UrlSigner
 from api.errors import install_error_handlers
 from api.limits import install_limits
+from api.openapi import install_openapi, install_redoc
 from api.routers import accounts, artists, content, files, health, runs
+from api.shapes import VERSION
 from pipeline.settings import Settings, get_settings
 from taskqueue.keys import signing_secret
 from taskqueue.storage import make_storage
@@ -59,15 +62,19 @@ def create_api(
         signer=UrlSigner(signing_secret(settings), settings.signed_url_seconds),
         storage=make_storage(settings),
     )
-    app = FastAPI(
+    # Swagger UI and ReDoc from assets this server serves (fastapi-offline ships them): the docs work offline
+    app = FastAPIOffline(
         title="Artist content studio API",
-        version="0.1.0",
+        version=VERSION,
         description=DESCRIPTION,
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url=None,  # install_redoc: the same bundled script, with outside fetches forbidden
         openapi_url="/openapi.json",
         redirect_slashes=False,  # the official SDK follows no redirects
+        generate_unique_id_function=lambda route: route.name,  # operation ids a generated client can call
     )
+    install_openapi(app)
+    install_redoc(app)
     app.state.ctx = ctx
     install_error_handlers(app)
     # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone

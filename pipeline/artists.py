@@ -158,6 +158,10 @@ class Missing:
     file: str
     severity: str  # "required" | "recommended"
     fix: str
+    description: str = ""  # what the file is for in the pipeline
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "severity": self.severity, "description": self.description, "fix": self.fix}
 
 
 def check_readiness(artist: Artist, *, has_song_urls: bool = False, has_images: bool = False) -> list[Missing]:
@@ -166,16 +170,19 @@ def check_readiness(artist: Artist, *, has_song_urls: bool = False, has_images: 
     if not has_images and not artist.face_guide.is_file():
         missing.append(Missing("context/images/face-guide.png", "required",
                                "Add a clear, front-facing photo of the artist as context/images/face-guide.png "
-                               "(or pass `images`)."))
+                               "(or pass `images`).", "Face guide: the artist's face in every image"))
     if not has_song_urls and not list_songs(artist):
         missing.append(Missing("songs/", "required",
-                               "Add at least one song as songs/<slug>/<slug>.mp3 (or pass song URLs in `songs`)."))
+                               "Add at least one song as songs/<slug>/<slug>.mp3 (or pass song URLs in `songs`).",
+                               "Songs: the audio track of every video"))
     if not artist.artist_context.is_file():
         missing.append(Missing("context/artist.md", "recommended",
-                               "Describe who the artist is in context/artist.md; captions use it."))
+                               "Describe who the artist is in context/artist.md; captions use it.",
+                               "Artist context for captions and image prompts"))
     if not artist.audience_context.is_file():
         missing.append(Missing("context/audience.md", "recommended",
-                               "Describe who listens in context/audience.md; captions use it."))
+                               "Describe who listens in context/audience.md; captions use it.",
+                               "Audience context for captions"))
     return missing
 
 

@@ -26,6 +26,7 @@ from pipeline.lyrics import load_lyrics
 from pipeline.models import ProgressCallback, RunPlan
 from pipeline.plan_motion import plan_motion
 from pipeline.providers.base import wants_audio_clip
+from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
 from pipeline.render import RenderJob, render
@@ -209,6 +210,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
             "timings": tracker.timings,
         }
         output["providers"].update(providers.fallbacks)  # a remote step that fell back to local says so
+        # what the remote steps cost at list prices (or MODEL_PRICES); a fallback to local counts as free
+        output["cost"] = run_cost(settings, output["providers"], clip_seconds=clip.duration)
         meta_tmp = work / "meta.json"
         meta_tmp.write_text(json.dumps(output, indent=2, ensure_ascii=False), encoding="utf-8")
         out_dir.mkdir(parents=True, exist_ok=True)

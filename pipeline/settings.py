@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -98,7 +100,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8501
     public_base_url: str | None = None
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list or comma-separated
     secret_key: str | None = None  # signs download URLs; default: generated once in DATA_DIR
     signed_url_seconds: int = 24 * 3600  # how long a signed download URL stays valid
     task_retries: int = 2  # retries of a run after a transient provider failure
@@ -114,9 +116,31 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, ~/.aws, instance role)
     s3_secret_access_key: str | None = None
 
+    # Webhooks: a POST when each run ends and when its batch does (taskqueue/webhooks.py)
+    webhook_url: str | None = None  # the installation's default receiver (a request's `webhook_url` wins)
+    webhook_secret: str | None = None  # signs each delivery; default: generated once into DATA_DIR
+    webhook_timeout_seconds: float = 10.0  # a receiver that has not answered by then counts as failed
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0  # first wait after a failure; doubles each time (8 tries: ~1 hour)
+    webhook_poll_seconds: float = 1.0  # how often the worker side looks for deliveries to make or retry
+
+    # Prices of remote models, USD per the model's billing unit, over the list prices in pipeline/providers/pricing.py
+    model_prices: dict[str, float] = Field(default_factory=dict)
+
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        # `API_KEYS=one,two` as well as `API_KEYS=["one","two"]`
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [k.strip() for k in text.split(",") if k.strip()]
+        return value
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -140,7 +164,40 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'runs.sqlite3'}"
 
 
+class SettingsError(SystemExit):
+    """A setting that cannot be read, as one line naming the variable. A SystemExit, so a command that does not
+    catch it prints that line and exits with status 1 instead of showing a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def readable_settings_error(exc: ValidationError) -> str:
+    """`Setting API_KEYS: <what is wrong>` for each bad variable, on one line."""
+    parts = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err.get("loc", ())[:1]).upper() or "settings"
+        parts.append(f"{name}: {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}")
+    return "Invalid setting " + "; ".join(dict.fromkeys(parts))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises SettingsError (one readable line)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(readable_settings_error(exc)) from None
+    except ValueError as exc:  # a list or dict variable whose JSON does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "?"
+        raise SettingsError(f"Invalid setting {name}: not valid JSON ({exc.__cause__ or exc})") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings; only the edges (CLI, API, UI, worker) call this."""
-    return Settings()
+    return load_settings()

@@ -1,4 +1,4 @@
-"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-key`.
+"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-key | webhook-secret`.
 
 `serve` is what `make run` calls: the web server (UI + API on one port) and a Huey consumer, stopped
 together on Ctrl-C. `trigger` is the CLI door into the same queue as the UI and the API.
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     key = sub.add_parser("create-key", help="make an API key (stored hashed; printed once)")
     key.add_argument("--account", default=None, help="account id the key belongs to (default: a new one)")
     key.add_argument("--label", default="", help="a note to tell keys apart")
+
+    sub.add_parser("webhook-secret", help="print the secret webhook receivers verify X-Studio-Signature with")
     return parser
 
 
@@ -65,7 +67,7 @@ def _store(settings: Settings):
 # --- trigger ------------------------------------------------------------------------------------
 
 def _readable(exc: ValidationError) -> str:
-    from api.errors import readable_validation_error
+    from pipeline.request import readable_validation_error
 
     return "; ".join(readable_validation_error(dict(e))[0] for e in exc.errors())
 
@@ -283,6 +285,11 @@ def run_command(argv: list[str] | None = None) -> int:
         return cmd_trigger(args, settings)
     if args.command == "create-key":
         return cmd_create_key(args, settings)
+    if args.command == "webhook-secret":
+        from taskqueue.keys import webhook_secret
+
+        print(webhook_secret(settings))
+        return 0
     return 2
 
 

@@ -121,6 +121,30 @@ workers = Table(
     Column("current_run", String(40), nullable=True),
 )
 
+# One row per webhook delivery (a run's final event, or a batch's): written with the runs, made `pending` by the
+# worker side when the run (or the whole batch) is final, then tried until delivered or out of attempts. The
+# rows are the queue, so a restarted consumer picks up where the last one left off.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # X-Studio-Delivery: the same on every retry
+    Column("owner", String(64), nullable=False),
+    Column("batch_id", String(40), nullable=False),
+    Column("run_id", String(40), nullable=True),  # NULL: the batch's own event
+    Column("url", String(2048), nullable=False),
+    Column("state", String(12), nullable=False),  # waiting | pending | delivered | failed
+    Column("event", String(32), nullable=True),  # known once the run (or batch) is final
+    Column("payload", JSON(none_as_null=True), nullable=True),  # frozen then, so every retry sends the same body
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=True),  # pending: the next try (while one is sending: its lease)
+    Column("history", JSON, nullable=False),  # [{attempt, at, status, error}]
+    Column("created_at", Float, nullable=False),
+    Index("ix_webhook_deliveries_state_next", "state", "next_at"),
+    Index("ix_webhook_deliveries_run", "run_id"),
+    Index("ix_webhook_deliveries_batch", "batch_id"),
+)
+WEBHOOK_WAITING, WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED = "waiting", "pending", "delivered", "failed"
+
 KEY_ACCOUNT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c52-9a43-5f0f3c8e7a11")
 
 
@@ -308,8 +332,8 @@ class RunStore:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    def create_batch(self, owner: str, new_runs: Iterable[NewRun]) -> list[Run]:
-        """Write the runs of one request as QUEUED, all or none."""
+    def create_batch(self, owner: str, new_runs: Iterable[NewRun], *, webhook_url: str | None = None) -> list[Run]:
+        """Write the runs of one request as QUEUED, all or none (with a webhook: its delivery rows too)."""
         batch_id = "batch_" + secrets.token_hex(8)
         now = self.clock()
         rows = [
@@ -326,6 +350,12 @@ class RunStore:
             return []
         with self._write() as conn, conn.begin():
             conn.exec_driver_sql(self._insert_runs.sql, self._insert_runs.params(rows))
+            if webhook_url:
+                hooks = [{"id": "dlv_" + secrets.token_hex(10), "owner": owner, "batch_id": batch_id, "run_id": run_id,
+                          "url": webhook_url, "state": WEBHOOK_WAITING, "event": None, "payload": None,
+                          "attempts": 0, "next_at": None, "history": [], "created_at": now}
+                         for run_id in [*(row["id"] for row in rows), None]]
+                conn.execute(insert(webhook_deliveries), hooks)
         # What was written, not read back: the batch's read-back was a fifth of a batch-30 request
         return [_run_from(row) for row in rows]
 
@@ -572,3 +602,68 @@ class RunStore:
         if row is None or not hmac.compare_digest(row[0], digest):
             return None
         return row[1]
+
+    # --- webhook deliveries (sent by taskqueue/webhooks.py) ------------------------------------------------
+
+    def webhooks_to_promote(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Waiting deliveries whose run is final, and batch deliveries whose runs all are."""
+        d = webhook_deliveries
+        unfinished = (select(runs.c.id).where(runs.c.batch_id == d.c.batch_id, runs.c.status.not_in(FINAL_STATUSES))
+                      .exists())
+        run_final = select(runs.c.id).where(runs.c.id == d.c.run_id, runs.c.status.in_(FINAL_STATUSES)).exists()
+        query = (select(d).where(d.c.state == WEBHOOK_WAITING,
+                                 ((d.c.run_id.is_not(None)) & run_final) | ((d.c.run_id.is_(None)) & ~unfinished))
+                 .order_by(d.c.created_at, d.c.run_id.is_(None)).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def runs_of_batch(self, batch_id: str) -> list[Run]:
+        with self.engine.connect() as conn:
+            return [_row_to_run(r) for r in conn.execute(
+                select(runs).where(runs.c.batch_id == batch_id).order_by(runs.c.created_at, runs.c.id))]
+
+    def promote_webhook(self, delivery_id: str, event: str, payload: dict) -> bool:
+        """waiting -> pending with its event and frozen body, due now; False when another worker did it."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            result = conn.execute(update(d).where(d.c.id == delivery_id, d.c.state == WEBHOOK_WAITING).values(
+                state=WEBHOOK_PENDING, event=event, payload=payload, next_at=self.clock()))
+        return result.rowcount == 1
+
+    def due_webhooks(self, limit: int = 20) -> list[dict[str, Any]]:
+        d = webhook_deliveries
+        query = (select(d).where(d.c.state == WEBHOOK_PENDING, d.c.next_at <= self.clock())
+                 .order_by(d.c.next_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def claim_webhook(self, delivery: dict[str, Any], lease_seconds: float) -> bool:
+        """Take one due delivery for one try: its next_at moves to the lease's end, so a worker that dies while
+        sending leaves it to be tried again then; only one of two racing workers gets it."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            result = conn.execute(update(d).where(
+                d.c.id == delivery["id"], d.c.state == WEBHOOK_PENDING, d.c.next_at == delivery["next_at"],
+                d.c.attempts == delivery["attempts"]).values(next_at=self.clock() + lease_seconds))
+        return result.rowcount == 1
+
+    def record_webhook_try(self, delivery_id: str, attempt: dict[str, Any], *, delivered: bool,
+                           next_at: float | None) -> None:
+        """One try's outcome: delivered, another try at `next_at`, or (next_at None) failed for good."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            row = conn.execute(select(d.c.history).where(d.c.id == delivery_id)).first()
+            history = [*(row.history if row else []), attempt]
+            state = WEBHOOK_DELIVERED if delivered else (WEBHOOK_PENDING if next_at is not None else WEBHOOK_FAILED)
+            conn.execute(update(d).where(d.c.id == delivery_id).values(
+                state=state, attempts=attempt["attempt"], next_at=next_at, history=history))
+
+    def webhooks_for_runs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each run's delivery row (its url and history), by run id."""
+        if not run_ids:
+            return {}
+        d = webhook_deliveries
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(d.c.id, d.c.run_id, d.c.url, d.c.event, d.c.history)
+                                .where(d.c.run_id.in_(run_ids)))
+            return {r.run_id: dict(r._mapping) for r in rows}

@@ -277,6 +277,25 @@ def stop_worker_heartbeat() -> None:
         heartbeat.stop()
 
 
+_webhook_threads: dict[int, object] = {}
+
+
+@huey.on_startup(name="webhooks")
+def start_webhooks() -> None:
+    """Each worker process also sends webhooks from the store's rows (taskqueue/webhooks.py)."""
+    from taskqueue.webhooks import WebhookThread
+
+    settings = get_settings()
+    _webhook_threads[os.getpid()] = WebhookThread(settings, process_store(settings)).start()
+
+
+@huey.on_shutdown(name="webhooks")
+def stop_webhooks() -> None:
+    thread = _webhook_threads.pop(os.getpid(), None)
+    if thread is not None:
+        thread.stop()  # type: ignore[attr-defined]
+
+
 # Set in a worker process when the consumer's stop signal (SIGTERM) arrives. The signal goes to the whole
 # process group, so the run's ffmpeg may die of it before Python raises KeyboardInterrupt: a step that fails
 # after this is a shutdown, and the run goes back to the queue instead of ending FAILED.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from pipeline.artists import Missing, check_readiness, find_artist, find_song, sync_repository
 from pipeline.errors import BadInput, StudioError
+from pipeline.fetch import check_url, limits_from_settings
 from pipeline.models import Artist
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
@@ -36,7 +37,7 @@ class NotReady(BadInput):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(),
-                "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in self.missing]}
+                "ready": False, "missing": [m.to_dict() for m in self.missing]}
 
 
 class QueueUnavailable(StudioError):
@@ -60,6 +61,8 @@ def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
     """Everything that can be said about a request before it is queued; raises the user's error."""
     if request.template is not None:
         load_template(request.template)
+    if request.webhook_url:  # checked like every user-given URL: http(s), no private address unless allowed
+        check_url(request.webhook_url, limits_from_settings(settings), "webhook_url")
     artist = sync_artist(find_artist(settings, request.artist_account_id), settings)
     slugs, urls = split_song_specs(request.songs)
     for slug in slugs:
@@ -71,14 +74,20 @@ def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
     return artist
 
 
+def webhook_target(request: CreateContentRequest, settings: Settings) -> str | None:
+    """Where the request's webhooks go: its own `webhook_url`, else the installation's WEBHOOK_URL."""
+    return request.webhook_url or settings.webhook_url or None
+
+
 def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
             enqueue: EnqueueMany) -> dict:
     """Check the request, write `batch` runs (each with its own seed), queue them, answer as the seed page does."""
-    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue)
+    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue,
+                      webhook_url=webhook_target(request, settings))
 
 
 def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, store: RunStore,
-               enqueue: EnqueueMany) -> dict:
+               enqueue: EnqueueMany, webhook_url: str | None = None) -> dict:
     """The second half of `trigger`, for a request `check_request` has passed (it gave `artist`)."""
     stored_request = request.model_dump(mode="json")
     stored_request["artist_account_id"] = artist.account_id
@@ -87,7 +96,7 @@ def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, sto
                request=stored_request, seed=secrets.randbelow(2**31))
         for _ in range(request.batch)
     ]
-    created = store.create_batch(owner, new_runs)
+    created = store.create_batch(owner, new_runs, webhook_url=webhook_url)
     run_ids = [run.id for run in created]
     try:
         enqueue(run_ids)
@@ -105,4 +114,6 @@ def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, sto
         "template": request.template,
         "lipsync": request.lipsync,
     }
+    if request.unknown_fields:
+        response["warnings"] = request.warnings()
     return response

@@ -102,7 +102,8 @@ def test_broken_json_gets_400(studio: Studio, raw: str) -> None:
     ({"artist_account_id": "1873859c-dd37"}, "artist_account_id"),
     ({"artist_account_id": 12}, "artist_account_id"), ({"songs": "one"}, "songs"), ({"songs": [""]}, "songs"),
     ({"images": ["file:///etc/passwd"]}, "images"), ({"images": ["ftp://example.com/a.png"]}, "images"),
-    ({"lipsync": "maybe"}, "lipsync"), ({"caption_length": "huge"}, "caption_length"), ({"admin": True}, "admin"),
+    ({"lipsync": "maybe"}, "lipsync"), ({"caption_length": "huge"}, "caption_length"),
+    ({"admin": True, "upscale": 1}, "upscale"),
 ])
 def test_wrong_values_get_400_naming_the_field(studio: Studio, patch: dict, field: str) -> None:
     with studio.client() as c:

@@ -103,7 +103,7 @@ def test_a_server_restarted_while_runs_are_active_shows_their_true_state(studio:
     assert set(seen.values()) != {"COMPLETED"}, seen  # some were still active across the restart
     runs = studio.wait_for(run_ids, timeout=120)
     assert {r["status"] for r in runs.values()} == {"COMPLETED"}, runs
-    assert all(r["attempts"] == 1 for r in runs.values())  # the restart did not make any run start again
+    assert all(r["attemptCount"] == 1 for r in runs.values())  # the restart did not make any run start again
     listed = httpx.get(studio.url("/api/tasks/runs"), params={"limit": 100}, headers={"x-api-key": KEY_A}, timeout=30)
     by_id = {r["id"]: r for r in listed.json()["runs"]}
     assert all(by_id[rid]["status"] == "COMPLETED" for rid in run_ids)

@@ -22,21 +22,22 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, select, text
 
 from pipeline.settings import PROJECT_ROOT
-from taskqueue.schema import BASELINE, MIGRATIONS_DIR, PG_LOCK_KEY, RunStoreUnusable
+from taskqueue.schema import BASELINE, MIGRATIONS_DIR, PG_LOCK_KEY, RunStoreUnusable, head_revision
 from taskqueue.store import FAILED, NewRun, RunStore, hash_key, metadata, migrate
 from tests import legacy_store
 from tests.conftest import PG_ADMIN_URL, throwaway_database
 from tests.servers import ACCOUNT_A, KEY_A, free_port, studio_env
 
-UPGRADED_FROM_BASE = f"upgraded base -> {BASELINE}"
-NOTE_REVISION = "0002_run_note"
+HEAD = head_revision(MIGRATIONS_DIR)  # the bundled revisions' newest
+UPGRADED_FROM_BASE = f"upgraded base -> {HEAD}"
+NOTE_REVISION = "9999_run_note"
 NOTE_MIGRATION = f'''"""Runs get a note (a test's revision); the runs already there say where they come from."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "{NOTE_REVISION}"
-down_revision = "{BASELINE}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -189,8 +190,8 @@ def test_migrate_makes_the_tables_then_finds_them_at_head(fresh_db: str, tmp_pat
     assert first.stdout.strip() == f"run store at {shown}: {UPGRADED_FROM_BASE}"
     again = _cli(fresh_db, tmp_path, "taskqueue", "migrate")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == f"run store at {shown}: already at head {BASELINE}"
-    assert _revision(fresh_db) == BASELINE
+    assert again.stdout.strip() == f"run store at {shown}: already at head {HEAD}"
+    assert _revision(fresh_db) == HEAD
 
 
 def test_the_code_s_tables_are_exactly_what_the_migrations_make(fresh_db: str) -> None:
@@ -220,8 +221,8 @@ def test_four_processes_started_together_all_come_up_and_one_migrates(deployment
     assert "Traceback" not in logs, logs
     # a migrator that did not migrate waited for the one that did, then found the schema at head
     for proc in migrators:
-        assert proc.output().strip().endswith((UPGRADED_FROM_BASE, f"already at head {BASELINE}")), logs
-    assert _revision(deployment.url) == BASELINE
+        assert proc.output().strip().endswith((UPGRADED_FROM_BASE, f"already at head {HEAD}")), logs
+    assert _revision(deployment.url) == HEAD
 
 
 @pytest.mark.postgres
@@ -298,8 +299,9 @@ def test_a_database_made_before_migrations_is_stamped_and_serves_its_runs(deploy
     _fill_like_the_last_release(deployment.url, legacy_key, time.time())
     done = _cli(deployment.url, deployment.root, "taskqueue", "migrate")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(f": stamped the tables made before migrations as {BASELINE}"), done.stdout
-    assert _revision(deployment.url) == BASELINE
+    assert done.stdout.strip().endswith(f": stamped the tables made before migrations as {BASELINE}; upgraded {BASELINE} -> {HEAD}"), \
+        done.stdout
+    assert _revision(deployment.url) == HEAD
 
     # the last release's worker row counts as live however long the server takes to start
     deployment.extra_env["CRASH_AFTER_SECONDS"] = "3600"
@@ -329,9 +331,9 @@ def test_processes_started_together_on_the_last_release_s_database_stamp_it_once
     for proc in procs:
         assert proc.popen.wait(timeout=120) == 0, deployment.logs()
     outputs = [p.output().strip().splitlines()[-1] for p in procs]
-    assert sum(line.endswith(f"stamped the tables made before migrations as {BASELINE}") for line in outputs) == 1
-    assert sum(line.endswith(f"already at head {BASELINE}") for line in outputs) == 2, outputs
-    assert _revision(deployment.url) == BASELINE
+    assert sum(f"stamped the tables made before migrations as {BASELINE}" in line for line in outputs) == 1
+    assert sum(line.endswith(f"already at head {HEAD}") for line in outputs) == 2, outputs
+    assert _revision(deployment.url) == HEAD
     engine = create_engine(deployment.url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 2
@@ -369,7 +371,7 @@ def test_a_revision_added_later_is_applied_by_a_restart(deployment: Deployment) 
     server = deployment.start("server-restarted", deployment.api_args(), together=2)
     worker = deployment.start("worker-restarted", ["taskqueue", "worker"], together=2)
     deployment.wait_healthy(live_workers=1)
-    upgraded = f"upgraded {BASELINE} -> {NOTE_REVISION}"
+    upgraded = f"upgraded {HEAD} -> {NOTE_REVISION}"
     assert (server.output() + worker.output()).count(upgraded) == 1, deployment.logs()
     assert _revision(deployment.url) == NOTE_REVISION
     engine = create_engine(deployment.url)
@@ -392,7 +394,7 @@ def test_a_database_newer_than_the_code_is_refused(command: list[str], tmp_path:
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines() == [
         f"The run store at {url} is at revision {NOTE_REVISION}, which this code does not know (its newest is "
-        f"{BASELINE}): a newer release migrated it; run that release here"]
+        f"{HEAD}): a newer release migrated it; run that release here"]
     assert _revision(url) == NOTE_REVISION
 
 
@@ -424,7 +426,7 @@ def test_a_database_the_user_may_not_write_is_one_line(fresh_pg: str, tmp_path: 
         assert done.returncode == 2, done.stdout + done.stderr
         assert done.stderr.strip().splitlines() == [
             f"The run store at postgresql+psycopg://{role}:***@127.0.0.1:5432/{name} cannot be upgraded from base "
-            f"to {BASELINE}: permission denied for schema public"]
+            f"to {HEAD}: permission denied for schema public"]
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP ROLE "{role}"'))

@@ -137,7 +137,7 @@ def test_a_machine_killed_mid_run_loses_nothing(cluster: tuple[Studio, list[Stud
     killed = runs[victim_run["id"]]
     assert killed["status"] in ("COMPLETED", "CRASHED"), killed
     if killed["status"] == "COMPLETED":  # retried on the machine still standing
-        assert killed["worker"] != killed_worker and killed["attempts"] == 2
+        assert killed["worker"] != killed_worker and killed["attemptCount"] == 2
     else:
         assert killed["error"]["message"]
     for run in runs.values():

@@ -362,3 +362,4 @@ def test_templates_and_api_pages(data_dir: Path, store: RunStore) -> None:
     curl = next(c for c in codes if c.startswith("curl") and "/api/content/create" in c)
     assert f"x-api-key: {key}" in curl and DEMO in curl
     assert local_account(data_dir, store) in texts(at)
+    assert (data_dir / "webhook-secret.key").read_text().strip() in codes  # what webhook receivers verify with
