@@ -299,8 +299,8 @@ def test_a_database_made_before_migrations_is_stamped_and_serves_its_runs(deploy
     _fill_like_the_last_release(deployment.url, legacy_key, time.time())
     done = _cli(deployment.url, deployment.root, "taskqueue", "migrate")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith(f": stamped the tables made before migrations as {BASELINE}; upgraded {BASELINE} -> {HEAD}"), \
-        done.stdout
+    stamped = f": stamped the tables made before migrations as {BASELINE}; upgraded {BASELINE} -> {HEAD}"
+    assert done.stdout.strip().endswith(stamped), done.stdout
     assert _revision(deployment.url) == HEAD
 
     # the last release's worker row counts as live however long the server takes to start

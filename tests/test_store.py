@@ -56,7 +56,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _drop_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys, idempotency_keys, workers, webhook_deliveries, alembic_version"))
+        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys, idempotency_keys, workers, webhook_deliveries, "
+                          "alembic_version"))
     engine.dispose()
 
 
