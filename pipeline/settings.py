@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = 20.0
     fetch_allow_hosts: list[str] = Field(default_factory=list)  # private hosts allowed (self-hosting, tests)
 
+    # Artist git repositories (pipeline/repository.py): https only unless these allow more
+    repository_allow_ssh: bool = False  # also ssh:// and git@host: addresses
+    repository_allow_file: bool = False  # also file:// (repositories on this machine: tests, a local mirror)
+    repository_max_bytes: int = 1024 * 1024 * 1024  # a clone over this is stopped and removed
+    repository_timeout_seconds: float = 120.0  # one clone or fetch; past it the request gets 503
+    repository_lock_wait_seconds: float = 15.0  # how long a request waits for another's fetch of the same artist
+
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey

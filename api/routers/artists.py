@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from api.auth import require_account
 from api.context import ApiContext, get_ctx
 from pipeline.artists import check_readiness, list_artists, list_songs
+from pipeline.repository import mask_url
 
 router = APIRouter(prefix="/artists", tags=["artists"])
 
@@ -25,7 +26,7 @@ def artists(request: Request, _account: str = Depends(require_account), ctx: Api
             "image": f"{base}/artists/{artist.account_id}/image?token={ctx.signer.sign('artist', artist.account_id)}"
             if has_image else None,
             "songs": [s.slug for s in list_songs(artist)],
-            "repository": artist.repository,
+            "repository": mask_url(artist.repository),
             "ready": not any(m.severity == "required" for m in missing),
             "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in missing],
         })

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from api.auth import Unauthorized, account_of
 from api.context import ApiContext, get_ctx
 from api.shapes import FILE_NAMES
-from pipeline.artists import find_artist
+from pipeline.artists import checked_face_guide, find_artist
 from pipeline.errors import NotFound
 from taskqueue.storage import Storage, parse_range
 from taskqueue.store import COMPLETED
@@ -89,6 +89,7 @@ def artist_image(account_id: str, request: Request, token: str | None = Query(No
                  ctx: ApiContext = Depends(get_ctx)) -> FileResponse:
     _allowed(request, ctx, token, "artist", account_id)
     artist = find_artist(ctx.settings, account_id)
-    if not artist.face_guide.is_file():
+    face = checked_face_guide(artist)  # never a file a workspace symlink points at
+    if face is None:
         raise NotFound("The artist has no face guide")
-    return FileResponse(artist.face_guide, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))
+    return FileResponse(face, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))

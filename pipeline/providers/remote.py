@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pipeline.errors import BadInput, FetchError, ProviderError, RenderError
 from pipeline.fetch import Fetcher, limits_from_settings
 from pipeline.ffmpeg import MediaInfo, probe, run_ffmpeg
+from pipeline.image_file import open_image
 from pipeline.models import FaceBox, LyricLine, StyledImage, Word
 
 if TYPE_CHECKING:
@@ -224,9 +225,11 @@ def lines_as_groups(words: list[Word]) -> list[list[Word]]:
 def check_image(path: Path, label: str) -> tuple[int, int]:
     """The result must decode as an image of a usable size."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, label) as img:  # the one pixel limit, before decoding
             img.load()
             size = img.size
+    except BadInput as exc:
+        raise malformed(label, exc.message) from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         raise malformed(label, "the returned image could not be decoded") from None
     if min(size) < MIN_IMAGE_SIDE:
