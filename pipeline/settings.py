@@ -83,7 +83,8 @@ class Settings(BaseSettings):
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
-    fetch_timeout_seconds: float = 20.0
+    fetch_timeout_seconds: float = 20.0  # one URL, its redirects included
+    fetch_run_timeout_seconds: float = 120.0  # all of one run's downloads together (songs and images)
     fetch_allow_hosts: list[str] = Field(default_factory=list)  # private hosts allowed (self-hosting, tests)
 
     # Artist git repositories (pipeline/repository.py): https only unless these allow more
