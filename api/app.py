@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,7 +23,7 @@ from api.errors import install_error_handlers
 from api.limits import install_limits
 from api.routers import accounts, artists, content, files, health, runs
 from pipeline.settings import Settings, get_settings
-from taskqueue.keys import signing_secret
+from taskqueue.keys import account_for_key, signing_secret
 from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
 from taskqueue.trigger import EnqueueMany
@@ -72,7 +73,7 @@ def create_api(
     install_error_handlers(app)
     # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
-    install_limits(app, settings)
+    install_limits(app, settings, account_of=partial(account_for_key, settings=settings, store=ctx.store))
     for module in (content, runs, artists, accounts, files, health):
         app.include_router(module.router)
     return app
