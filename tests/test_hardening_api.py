@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from api.limits import RequestLimiter, client_address
+from tests.conftest import missing_tool
 from tests.servers import KEY_A, KEY_B, Studio, running_studio
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
@@ -197,7 +198,7 @@ def _redis_url() -> str | None:
 def test_redis_limit_is_shared_by_two_servers() -> None:
     url = _redis_url()
     if url is None:
-        pytest.skip("no Redis reachable here")
+        missing_tool("no Redis reachable here")
     prefix = "test-" + secrets.token_hex(4)
     first, second = RequestLimiter(6, url, prefix), RequestLimiter(6, url, prefix)
     waits = [(first if i % 2 else second).take("key") for i in range(8)]
