@@ -30,10 +30,15 @@ def resolve_image(spec: str, fetcher: Fetcher, uploads_dir: Path) -> Path:
     """A URL is fetched; a local path is accepted only from the uploads folder (the UI's uploads)."""
     if "://" in spec:
         path = fetcher.fetch(spec, field_name="images")
-    else:
-        path = Path(spec).resolve()
-        if uploads_dir.resolve() not in path.parents or not path.is_file():
-            raise BadInput(f"{spec} is not an uploaded image", field=["images"])
+        try:
+            load_checked_image(path, spec)
+        except FetchError:
+            path.unlink(missing_ok=True)  # a refused download is not kept (nor served from the cache next time)
+            raise
+        return path
+    path = Path(spec).resolve()
+    if uploads_dir.resolve() not in path.parents or not path.is_file():
+        raise BadInput(f"{spec} is not an uploaded image", field=["images"])
     load_checked_image(path, spec)
     return path
 

@@ -176,6 +176,7 @@ class Fetcher:
     def fetch(self, url: str, *, field_name: str = "url", suffix: str = "") -> Path:
         dest = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
         if dest.exists():
+            os.utime(dest)  # used now: the cache's least-recently-used eviction keeps it (taskqueue/housekeeping)
             return dest
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         deadline = self._deadline(url, field_name)

@@ -16,6 +16,10 @@ FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
+# Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
+# of stored outputs, and the UI's uploads. CACHE_MAX_MB='{"downloads": 500}' changes one of them.
+DEFAULT_CACHE_MAX_MB = {"cache/downloads": 2048, "cache/remote-results": 2048, "cache/analysis": 256,
+                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048}
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
@@ -121,6 +125,13 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, ~/.aws, instance role)
     s3_secret_access_key: str | None = None
 
+    # The disk: caches are capped (least recently used go first, by the worker's periodic task), outputs are
+    # kept for ever unless a retention is set, idempotency keys are forgotten after a day
+    cache_max_mb: dict[str, int] = Field(default_factory=dict)  # per cache folder, over DEFAULT_CACHE_MAX_MB
+    output_retention_days: float = 0.0  # 0: finished runs' files are kept for ever; else deleted (run EXPIRED)
+    idempotency_ttl_seconds: float = 24 * 3600.0  # an Idempotency-Key is remembered this long
+    idempotency_pending_seconds: float = 300.0  # a key still "pending" after this (its server died) is released
+
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
@@ -141,6 +152,15 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def cache_caps(self) -> dict[Path, int]:
+        """{cache folder: its cap in bytes}; CACHE_MAX_MB names a folder by its last part ("downloads")."""
+        caps = {}
+        for folder, mb in DEFAULT_CACHE_MAX_MB.items():
+            name = folder.rsplit("/", 1)[-1]
+            caps[self.data_dir / folder] = int(self.cache_max_mb.get(name, mb)) * 1024 * 1024
+        return caps
 
     @property
     def sqlalchemy_url(self) -> str:

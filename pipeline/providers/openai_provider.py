@@ -216,7 +216,11 @@ class OpenAITranscriber:
                     response_format="verbose_json", timestamp_granularities=["word", "segment"],
                 )
 
-        lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request))
+        try:
+            lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request))
+        finally:
+            if upload != path:
+                upload.unlink(missing_ok=True)  # the compacted copy was only for this request
         self.cache.put(path, self.name, lines)
         return lines
 
