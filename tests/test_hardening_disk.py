@@ -103,6 +103,22 @@ def test_a_refused_image_download_is_not_kept(tmp_path: Path) -> None:
         assert not any((tmp_path / "cache").iterdir())
 
 
+def test_a_compacted_transcription_upload_is_removed_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.providers import openai_provider
+    from pipeline.providers.openai_provider import OpenAITranscriber
+    from tests.fake_remote import FakeRemote, remote_settings, words_transcript
+    from tests.media import make_tone
+
+    song = make_tone(tmp_path / "song.mp3", seconds=2.0)
+    monkeypatch.setattr(openai_provider, "UPLOAD_LIMIT_BYTES", 1000)  # this song then needs a compacted copy
+    with FakeRemote(tmp_path / "remote") as fake:
+        fake.transcript = words_transcript([[(0.2, 0.5, "hold"), (0.5, 0.8, "on")]])
+        settings = remote_settings(tmp_path, fake)
+        assert OpenAITranscriber(settings).transcribe(song)
+        assert len(fake.hits("transcriptions")) == 1
+    assert not [p.name for p in (settings.cache_dir / "transcripts").rglob("*.mp3")]
+
+
 # --- output retention ----------------------------------------------------------------------------------------------
 
 

@@ -206,6 +206,7 @@ class OpenAITranscriber:
             return cached
         upload = path
         if path.stat().st_size > UPLOAD_LIMIT_BYTES:
+            (self.settings.cache_dir / "transcripts").mkdir(parents=True, exist_ok=True)  # absent on a new install
             upload = compact_audio(path, self.settings.cache_dir / "transcripts" / f".{path.stem}.mp3",
                                    self.settings.ffmpeg_binary)
 
