@@ -17,9 +17,11 @@ DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
 # Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
-# of stored outputs, and the UI's uploads. CACHE_MAX_MB='{"downloads": 500}' changes one of them.
+# of stored outputs and template samples, the UI's uploads, and the artists' repository clones.
+# CACHE_MAX_MB='{"downloads": 500}' changes one of them.
 DEFAULT_CACHE_MAX_MB = {"cache/downloads": 2048, "cache/remote-results": 2048, "cache/analysis": 256,
-                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048}
+                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048,
+                        "workspaces": 8192}
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 

@@ -1,10 +1,13 @@
-"""The disk's upkeep, run by the worker's periodic task: caches kept under their caps (least recently used first),
-finished runs' files deleted after OUTPUT_RETENTION_DAYS (the run then says EXPIRED), old idempotency keys gone."""
+"""The disk's upkeep, run by the worker's periodic task: caches and repository clones kept under their caps (least
+recently used first), finished runs' files deleted after OUTPUT_RETENTION_DAYS (the run then says EXPIRED), old
+idempotency keys gone."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +78,35 @@ def _remove_empty_folders(folder: Path) -> None:
                 continue  # something arrived meanwhile
 
 
+def evict_workspaces(folder: Path, max_bytes: int, *, now: float | None = None,
+                     min_age: float = MIN_AGE_SECONDS) -> list[str]:
+    """Remove whole repository clones, least recently synced first (their lock file's time), until `folder`
+    holds at most `max_bytes`; a clone being synced (its lock held) is skipped. The next run clones it again."""
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    clones = []
+    for clone in folder.iterdir():
+        if clone.is_dir() and not clone.name.endswith(".cloning"):
+            lock = folder / f"{clone.name}.lock"
+            used = lock.stat().st_mtime if lock.exists() else clone.stat().st_mtime
+            clones.append((used, sum(size for _, size, _ in cache_files(clone)), clone))
+    total = sum(size for _, size, _ in clones)
+    removed: list[str] = []
+    for used, size, clone in sorted(clones):
+        if total <= max_bytes or now - used < min_age:
+            break
+        with open(folder / f"{clone.name}.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being fetched right now
+            shutil.rmtree(clone, ignore_errors=True)
+        total -= size
+        removed.append(clone.name)
+    return removed
+
+
 def expire_outputs(settings: Settings, store: RunStore, storage: Storage, *, now: float | None = None) -> list[str]:
     """Delete the files of runs finished more than OUTPUT_RETENTION_DAYS ago; each such run becomes EXPIRED."""
     if settings.output_retention_days <= 0:
@@ -97,7 +129,10 @@ def tidy(settings: Settings, store: RunStore, storage: Storage, *, now: float | 
     """One pass of everything above."""
     done = Tidied()
     for folder, cap in settings.cache_caps.items():
-        removed = evict_lru(folder, cap, now=now)
+        if folder.name == "workspaces":
+            removed: list = evict_workspaces(folder, cap, now=now)
+        else:
+            removed = evict_lru(folder, cap, now=now)
         if removed:
             done.evicted[str(folder.relative_to(settings.data_dir))] = len(removed)
     done.expired_runs = expire_outputs(settings, store, storage, now=now)

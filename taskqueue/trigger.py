@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ def sync_artist(artist: Artist, settings: Settings) -> Artist:
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{artist.account_id}.lock", "w") as lock:
         _lock_within(lock.fileno(), settings.repository_lock_wait_seconds)
+        os.utime(lock.fileno())  # when the clone was last used: housekeeping evicts the least recently used
         return sync_repository(artist, settings)
 
 

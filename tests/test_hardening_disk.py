@@ -61,7 +61,7 @@ def worker_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sett
     get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("folder", sorted(DEFAULT_CACHE_MAX_MB))
+@pytest.mark.parametrize("folder", sorted(f for f in DEFAULT_CACHE_MAX_MB if f != "workspaces"))  # clones: below
 def test_the_periodic_task_keeps_each_cache_under_its_cap_least_recently_used_first(worker_env: Settings,
                                                                                     folder: str) -> None:
     cache = worker_env.data_dir / folder
@@ -76,6 +76,24 @@ def test_the_periodic_task_keeps_each_cache_under_its_cap_least_recently_used_fi
     assert "entry-0.bin" in left  # used lately: kept
     assert "entry-1.bin" not in left and "entry-2.bin" not in left  # least recently used: gone first
     assert "entry-5.bin" in left
+
+
+def test_repository_clones_are_evicted_least_recently_synced_first_but_never_while_syncing(tmp_path: Path) -> None:
+    import fcntl
+
+    from taskqueue.housekeeping import evict_workspaces
+
+    folder = tmp_path / "workspaces"
+    now = time.time()
+    for i, name in enumerate(["oldest-busy", "old", "newer", "newest"]):
+        _fill(folder / name, 1, 400 * 1024, oldest=now - 10 * DAY)
+        (folder / f"{name}.lock").touch()
+        os.utime(folder / f"{name}.lock", (now - (5 - i) * DAY, now - (5 - i) * DAY))
+    with open(folder / "oldest-busy.lock", "a") as busy:
+        fcntl.flock(busy, fcntl.LOCK_EX)  # a run is fetching this one right now
+        removed = evict_workspaces(folder, 1 * MB, now=now)
+    assert removed == ["old", "newer"]  # 1.6 MB -> 0.8 MB; the busy one is skipped, not waited for
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["newest", "oldest-busy"]
 
 
 def test_a_cache_under_its_cap_is_left_alone(worker_env: Settings) -> None:
