@@ -107,13 +107,6 @@ class RequestLimiter:
             shared = storage_from_string(redis_url, socket_timeout=2, socket_connect_timeout=2, wrap_exceptions=True)
             self.shared = SlidingWindowCounterRateLimiter(shared)
 
-    def allows(self, identity: str) -> bool:
-        """Whether a request of `identity` would pass now, without counting it."""
-        try:
-            return (self.shared or self.memory).test(self.item, identity)
-        except Exception:
-            return self.memory.test(self.item, identity)
-
     def take(self, identity: str) -> float:
         """0 when a request may pass now, else the seconds until one may."""
         limiter = self.shared or self.memory
@@ -193,8 +186,8 @@ class RateLimit:
     """429 with Retry-After once a caller has used up its requests for the minute.
 
     A request with a valid key counts against its account (however many keys it has); one without a key, or
-    with a wrong one, against its client address, so rotating made-up keys gets no fresh budget. A key not seen
-    lately is looked up only while its address has budget left, so made-up keys cannot flood the key store.
+    with a wrong one, against its client address, so rotating made-up keys gets no fresh budget. Which account a
+    key belongs to is remembered for half a minute, so a client's requests cost one key lookup, not two.
     """
 
     def __init__(self, app: ASGIApp, limiter: RequestLimiter | None, account_of: AccountOf | None = None):
@@ -224,8 +217,9 @@ class RateLimit:
             return self.limiter.take(address)
         known, account = self.accounts.get(key)
         if not known:
-            if not self.limiter.allows(address):
-                return self.limiter.take(address)
+            # Looked up even when the address is out of budget: an account behind a shared address (an office,
+            # a carrier's NAT) keeps its own budget while a neighbour floods made-up keys. The flood costs one
+            # indexed read per request, which the key check behind this limit would have made anyway.
             account = await run_in_threadpool(self.account_of, key)
             self.accounts.put(key, account)
         return self.limiter.take(f"account:{account}" if account else address)

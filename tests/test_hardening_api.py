@@ -150,6 +150,34 @@ def test_addresses_are_counted_by_subscriber(client: str, identity: str) -> None
     assert client_address({"type": "http", "client": (client, 1234)}) == identity
 
 
+def test_an_account_keeps_its_budget_while_its_address_is_spent_by_made_up_keys() -> None:
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+
+    from api.limits import RateLimit
+
+    lookups: list[str] = []
+
+    def account_of(key: str) -> str | None:  # the key store's answer: one good key
+        lookups.append(key)
+        return "account-1" if key == "good" else None
+
+    limited_app = RateLimit(PlainTextResponse("ok"), RequestLimiter(3), account_of)
+    transport = httpx.ASGITransport(app=limited_app, client=("203.0.113.9", 1234))
+
+    async def calls() -> tuple[list[int], list[int]]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://studio.test") as c:
+            made_up = [(await c.get("/api/x", headers={"x-api-key": f"guess-{i}"})).status_code for i in range(6)]
+            good = [(await c.get("/api/x", headers={"x-api-key": "good"})).status_code for _ in range(4)]
+        return made_up, good
+
+    made_up, good = asyncio.run(calls())
+    assert made_up == [200, 200, 200, 429, 429, 429]
+    assert good == [200, 200, 200, 429]  # the account's own budget, not the spent address's
+    assert lookups.count("good") == 1  # remembered after the first lookup
+
+
 def test_the_limiter_refills_at_the_set_rate() -> None:
     limiter = RequestLimiter(3, window_seconds=1)
     assert [limiter.take("k") for _ in range(3)] == [0, 0, 0]
