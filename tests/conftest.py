@@ -43,7 +43,7 @@ def missing_tool(reason: str) -> NoReturn:
     REQUIRE_SERVICES=1 (CI, where all of them are installed) the same absence is a failure, never a quiet skip."""
     if os.environ.get("REQUIRE_SERVICES"):
         pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # also from a module that cannot import its tool
 
 
 @pytest.fixture(scope="session")
