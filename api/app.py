@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,7 +26,7 @@ from api.openapi import install_openapi, install_redoc
 from api.routers import accounts, artists, content, files, health, runs
 from api.shapes import VERSION
 from pipeline.settings import Settings, get_settings
-from taskqueue.keys import signing_secret
+from taskqueue.keys import account_for_key, signing_secret
 from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
 from taskqueue.trigger import EnqueueMany
@@ -79,7 +80,7 @@ def create_api(
     install_error_handlers(app)
     # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
-    install_limits(app, settings)
+    install_limits(app, settings, account_of=partial(account_for_key, settings=settings, store=ctx.store))
     for module in (content, runs, artists, accounts, files, health):
         app.include_router(module.router)
     return app

@@ -23,6 +23,7 @@ from pages._studio import (
 from pages._uploads import IMAGE_UPLOAD_TYPES, MAX_IMAGE_MB, Upload, check_image, save_upload_image
 from pipeline.artists import check_readiness
 from pipeline.errors import BadInput
+from pipeline.repository import mask_url
 from pipeline.templates import list_templates, malleable_template
 
 CAPTION_HELP = {
@@ -92,7 +93,7 @@ with form_col:
             else:
                 st.markdown("## :material/person:", width="content")
             st.markdown(f"**{artist.name}**  \n{len(songs)} song{'s' if len(songs) != 1 else ''}"
-                        + (f" · from `{artist.repository}`" if artist.repository else ""))
+                        + (f" · from `{mask_url(artist.repository)}`" if artist.repository else ""))
         readiness_slot = st.empty()
 
     # --- template -----------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
     template: Template = load_template(plan.template_id) if plan.template_id else malleable_template()
     rng = random.Random(plan.seed)
     tracker = _Progress(progress, should_cancel)
-    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings))
+    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings), check=tracker.check,
+                      run_seconds=settings.fetch_run_timeout_seconds)
     ffmpeg = settings.ffmpeg_binary
     scale = 2 if plan.upscale else 1
     width, height = settings.output_width * scale, settings.output_height * scale

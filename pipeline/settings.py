@@ -18,6 +18,12 @@ FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
+# Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
+# of stored outputs and template samples, the UI's uploads, and the artists' repository clones.
+# CACHE_MAX_MB='{"downloads": 500}' changes one of them.
+DEFAULT_CACHE_MAX_MB = {"cache/downloads": 2048, "cache/remote-results": 2048, "cache/analysis": 256,
+                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048,
+                        "workspaces": 8192}
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
@@ -85,8 +91,16 @@ class Settings(BaseSettings):
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
-    fetch_timeout_seconds: float = 20.0
+    fetch_timeout_seconds: float = 20.0  # one URL, its redirects included
+    fetch_run_timeout_seconds: float = 120.0  # all of one run's downloads together (songs and images)
     fetch_allow_hosts: list[str] = Field(default_factory=list)  # private hosts allowed (self-hosting, tests)
+
+    # Artist git repositories (pipeline/repository.py): https only unless these allow more
+    repository_allow_ssh: bool = False  # also ssh:// and git@host: addresses
+    repository_allow_file: bool = False  # also file:// (repositories on this machine: tests, a local mirror)
+    repository_max_bytes: int = 1024 * 1024 * 1024  # a clone over this is stopped and removed
+    repository_timeout_seconds: float = 120.0  # one clone or fetch; past it the request gets 503
+    repository_lock_wait_seconds: float = 15.0  # how long a request waits for another's fetch of the same artist
 
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
@@ -127,6 +141,13 @@ class Settings(BaseSettings):
     # Prices of remote models, USD per the model's billing unit, over the list prices in pipeline/providers/pricing.py
     model_prices: dict[str, float] = Field(default_factory=dict)
 
+    # The disk: caches are capped (least recently used go first, by the worker's periodic task), outputs are
+    # kept for ever unless a retention is set, idempotency keys are forgotten after a day
+    cache_max_mb: dict[str, int] = Field(default_factory=dict)  # per cache folder, over DEFAULT_CACHE_MAX_MB
+    output_retention_days: float = 0.0  # 0: finished runs' files are kept for ever; else deleted (run EXPIRED)
+    idempotency_ttl_seconds: float = 24 * 3600.0  # an Idempotency-Key is remembered this long
+    idempotency_pending_seconds: float = 300.0  # a key still "pending" after this (its server died) is released
+
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
@@ -158,6 +179,15 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def cache_caps(self) -> dict[Path, int]:
+        """{cache folder: its cap in bytes}; CACHE_MAX_MB names a folder by its last part ("downloads")."""
+        caps = {}
+        for folder, mb in DEFAULT_CACHE_MAX_MB.items():
+            name = folder.rsplit("/", 1)[-1]
+            caps[self.data_dir / folder] = int(self.cache_max_mb.get(name, mb)) * 1024 * 1024
+        return caps
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -24,6 +24,7 @@ from huey.exceptions import TaskTimeout
 from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
 from pipeline.settings import Settings, get_settings
+from taskqueue.housekeeping import tidy
 from taskqueue.huey_app import enqueue_all, huey
 from taskqueue.storage import Storage, make_storage
 from taskqueue.store import (
@@ -447,6 +448,10 @@ def reap_runs() -> None:
     store = process_store(settings)
     reap(settings, store)
     recover_queue(store)
+    try:
+        tidy(settings, store, process_storage(settings))  # cache caps, output retention, old idempotency keys
+    except Exception:
+        log.exception("housekeeping failed; trying again next minute")
 
 
 def cancel_run(store: RunStore, run_id: str, owner: str | None) -> Run | None:

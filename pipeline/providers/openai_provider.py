@@ -206,6 +206,7 @@ class OpenAITranscriber:
             return cached
         upload = path
         if path.stat().st_size > UPLOAD_LIMIT_BYTES:
+            (self.settings.cache_dir / "transcripts").mkdir(parents=True, exist_ok=True)  # absent on a new install
             upload = compact_audio(path, self.settings.cache_dir / "transcripts" / f".{path.stem}.mp3",
                                    self.settings.ffmpeg_binary)
 
@@ -216,7 +217,11 @@ class OpenAITranscriber:
                     response_format="verbose_json", timestamp_granularities=["word", "segment"],
                 )
 
-        lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request))
+        try:
+            lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request))
+        finally:
+            if upload != path:
+                upload.unlink(missing_ok=True)  # the compacted copy was only for this request
         self.cache.put(path, self.name, lines)
         return lines
 

@@ -23,7 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import BadInput, FetchError, ProviderError, RenderError
 from pipeline.fetch import Fetcher, limits_from_settings
-from pipeline.ffmpeg import MediaInfo, probe, run_ffmpeg
+from pipeline.ffmpeg import MediaInfo, input_args, probe, run_ffmpeg
+from pipeline.image_file import open_image
 from pipeline.models import FaceBox, LyricLine, StyledImage, Word
 
 if TYPE_CHECKING:
@@ -224,9 +225,11 @@ def lines_as_groups(words: list[Word]) -> list[list[Word]]:
 def check_image(path: Path, label: str) -> tuple[int, int]:
     """The result must decode as an image of a usable size."""
     try:
-        with Image.open(path) as img:
+        with open_image(path, label) as img:  # the one pixel limit, before decoding
             img.load()
             size = img.size
+    except BadInput as exc:
+        raise malformed(label, exc.message) from None
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         raise malformed(label, "the returned image could not be decoded") from None
     if min(size) < MIN_IMAGE_SIDE:
@@ -290,8 +293,8 @@ def styled_from_file(path: Path, width: int, height: int, provider: str) -> Styl
 def cut_clip_audio(song: Path, start: float, duration: float, out_path: Path, ffmpeg: str | None) -> Path:
     """Only the clip's audio (AAC in .m4a): what a lip-sync model should hear, not the whole song."""
     try:
-        run_ffmpeg(["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", "-i", str(song), "-vn", "-ac", "2", "-ar", "44100",
-                    "-c:a", "aac", "-b:a", "160k", str(out_path)], ffmpeg=ffmpeg, timeout=120)
+        run_ffmpeg(["-ss", f"{start:.3f}", "-t", f"{duration:.3f}", *input_args(song), "-vn", "-ac", "2",
+                    "-ar", "44100", "-c:a", "aac", "-b:a", "160k", str(out_path)], ffmpeg=ffmpeg, timeout=120)
     except RenderError as exc:
         raise ProviderError(f"The clip's audio could not be cut for lip-sync: {exc.message}") from None
     return out_path
@@ -300,7 +303,7 @@ def cut_clip_audio(song: Path, start: float, duration: float, out_path: Path, ff
 def compact_audio(song: Path, out_path: Path, ffmpeg: str | None) -> Path:
     """A small mono copy of a song for upload (transcription needs words, not fidelity)."""
     try:
-        run_ffmpeg(["-i", str(song), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "libmp3lame", "-b:a", "48k",
+        run_ffmpeg([*input_args(song), "-vn", "-ac", "1", "-ar", "16000", "-c:a", "libmp3lame", "-b:a", "48k",
                     str(out_path)], ffmpeg=ffmpeg, timeout=300)
     except RenderError as exc:
         raise ProviderError(f"The song could not be prepared for transcription: {exc.message}") from None
