@@ -9,20 +9,24 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pipeline.errors import ProviderError
+from pipeline.errors import Cancelled, ProviderError
 from pipeline.models import LyricLine, StyledImage, Word
+from pipeline.providers.clip_segments import cut_audio, join_clips, last_frame, plan_segments
+from pipeline.providers.fal_models import aspect_field, clip_duration_field, limits_for, video_size_field
 from pipeline.providers.remote import (
     ResultDownloader,
     Retryable,
     RetryPolicy,
     TranscriptCache,
     call_with_retries,
+    check_audio,
     check_image,
     check_video,
     compact_audio,
@@ -34,6 +38,7 @@ from pipeline.providers.remote import (
     raise_for_status,
     styled_from_file,
 )
+from pipeline.providers.waits import remote_wait, sleep_unless_cancelled, wait_cancellable
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,7 +53,7 @@ class FalQueue:
     """A client for fal's queue: submit, status, result, cancel — with retries on each request."""
 
     settings: Settings
-    sleep: Any = time.sleep
+    sleep: Any = sleep_unless_cancelled  # a poll wait that a cancel ends early
     policy: RetryPolicy = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +68,7 @@ class FalQueue:
     def _request(self, label: str, method: str, url: str, body: dict | None = None) -> Any:
         def attempt() -> Any:
             try:
-                resp = self.http.request(method, url, json=body)
+                resp = wait_cancellable(lambda: self.http.request(method, url, json=body))
             except httpx.TimeoutException:
                 raise Retryable(f"no answer within {self.request_timeout:g} s") from None
             except httpx.TransportError as exc:
@@ -85,12 +90,24 @@ class FalQueue:
                 submitted.get("cancel_url") or f"{root}/cancel")
 
     def run(self, model: str, arguments: dict) -> dict:
-        """Submit a job and wait for its result; cancel it when the time-out passes."""
+        """Submit a job and wait for its result (holding no CPU slot); cancel it at fal when the run is cancelled
+        or the time-out passes."""
+        with remote_wait("fal", self.settings.fal_max_in_flight):
+            return self._run(model, arguments)
+
+    def _run(self, model: str, arguments: dict) -> dict:
         label = f"fal:{model}"
         submitted = self._request(label, "POST", f"{self.base}/{model}", arguments)
         if not isinstance(submitted, dict) or not submitted.get("request_id"):
             raise malformed(label, "the submit answer has no request_id")
         status_url, result_url, cancel_url = self._urls(model, submitted)
+        try:
+            return self._wait(label, status_url, result_url, cancel_url)
+        except Cancelled:
+            self._cancel(label, cancel_url)  # nobody will fetch it: fal stops the job (and its bill)
+            raise
+
+    def _wait(self, label: str, status_url: str, result_url: str, cancel_url: str) -> dict:
         deadline = time.monotonic() + self.policy.timeout_seconds
         while True:
             status = self._request(label, "GET", status_url)
@@ -144,7 +161,8 @@ class FalImageMaker:
     def make(self, face_guide: Path | None, template: Template, *, width: int, height: int, rng: random.Random,
              out_path: Path) -> StyledImage:
         args: dict[str, Any] = {"prompt": image_prompt(template, reference=face_guide is not None), "num_images": 1,
-                                "aspect_ratio": self.settings.remote_aspect_ratio, "output_format": "png",
+                                "aspect_ratio": aspect_field(self.settings.fal_image_model,
+                                                             self.settings.remote_aspect_ratio), "output_format": "png",
                                 "seed": rng.randrange(2**31)}
         model = self.model
         if face_guide is not None:
@@ -168,6 +186,7 @@ class FalVideoMaker:
     settings: Settings
     name: str = ""
     needs_audio_clip: bool = True  # run_video cuts the clip's audio for lip-sync runs
+    note: str | None = None  # what was done to fit the model's limits (the run's output records it)
 
     def __post_init__(self) -> None:
         self.name = self.name or f"fal:{self.settings.fal_video_model}"
@@ -175,18 +194,55 @@ class FalVideoMaker:
         self.downloader = ResultDownloader(self.settings)
 
     def make(self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None,
-             out_path: Path) -> Path | None:
+             out_path: Path, cut_points: Sequence[float] = ()) -> Path | None:
+        self.note = None
         if audio_clip is not None:
-            model = self.settings.fal_lipsync_model
-            args: dict[str, Any] = {"prompt": prompt, "image_url": data_uri(image.path),
-                                    "audio_url": data_uri(audio_clip)}
-        else:
-            model = self.settings.fal_video_model
-            args = {"prompt": prompt, "image_url": data_uri(image.path),
-                    "duration": f"{self.settings.remote_video_seconds}s",
-                    "resolution": self.settings.remote_video_resolution,
-                    "aspect_ratio": self.settings.remote_aspect_ratio, "generate_audio": False}
+            return self._lipsync(image.path, prompt, audio_clip, out_path, cut_points)
+        model = self.settings.fal_video_model
         self.name = f"fal:{model}"  # the run records the model that made this clip
+        return self.clip_from(image.path, prompt, min(duration, self.settings.remote_video_seconds), out_path)
+
+    def clip_from(self, frame: Path, prompt: str, seconds: float, out_path: Path) -> Path:
+        """One image-to-video clip from `frame`, as long as the model's durations allow (at least `seconds`)."""
+        model = self.settings.fal_video_model
+        args = {"prompt": prompt, "image_url": data_uri(frame),
+                "duration": clip_duration_field(model, seconds),
+                "resolution": self.settings.remote_video_resolution,
+                "aspect_ratio": aspect_field(model, self.settings.remote_aspect_ratio), "generate_audio": False}
+        return self._fetch(model, args, out_path)
+
+    def _lipsync(self, frame: Path, prompt: str, audio_clip: Path, out_path: Path,
+                 cut_points: Sequence[float]) -> Path:
+        model = self.settings.fal_lipsync_model
+        self.name = f"fal:{model}"
+        limits = limits_for(model)
+        ffmpeg = self.settings.ffmpeg_binary
+        total = whole = check_audio(audio_clip, self.name, ffmpeg)
+        longest = limits.max_audio_seconds or total
+        if total > longest and self.settings.remote_lipsync_long == "shorten":
+            fitting = [p for p in cut_points if limits.min_audio_seconds <= p <= longest]
+            total = max(fitting) if fitting else longest
+            self.note = f"lip-sync clip shortened to {total:.2f} s ({model} takes at most {longest:g} s of audio)"
+        pieces = plan_segments(total, longest, max(limits.min_audio_seconds, 0.5), cut_points)
+        made: list[tuple[Path, float]] = []
+        for i, (start, end) in enumerate(pieces):
+            audio = audio_clip if len(pieces) == 1 and total == whole else cut_audio(
+                audio_clip, start, end - start, out_path.with_name(f"{out_path.stem}.a{i}.m4a"), ffmpeg)
+            if i:
+                frame = last_frame(made[-1][0], out_path.with_name(f"{out_path.stem}.f{i}.png"), ffmpeg)
+            args = {"prompt": prompt, "image_url": data_uri(frame), "audio_url": data_uri(audio)}
+            if limits.sized_by_video_size:
+                args["video_size"] = video_size_field(self.settings.remote_aspect_ratio)
+            piece = out_path if len(pieces) == 1 else out_path.with_name(f"{out_path.stem}.p{i}.mp4")
+            made.append((self._fetch(model, args, piece), end - start))
+        if len(pieces) > 1:
+            join_clips(made, out_path, self.settings.fps, ffmpeg)
+            cuts = ", ".join(f"{end:.2f}" for _, end in pieces[:-1])
+            self.note = (f"lip-sync in {len(pieces)} pieces joined at {cuts} s ({model} takes at most "
+                         f"{longest:g} s of audio; each piece starts from the last frame of the one before)")
+        return out_path
+
+    def _fetch(self, model: str, args: dict[str, Any], out_path: Path) -> Path:
         result = self.queue.run(model, args)
         self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
         check_video(out_path, self.name, self.settings.ffmpeg_binary)

@@ -247,6 +247,17 @@ def check_video(path: Path, label: str, ffmpeg: str | None) -> MediaInfo:
     return info
 
 
+def check_audio(path: Path, label: str, ffmpeg: str | None) -> float:
+    """The seconds of audio a file holds (what a lip-sync model will hear)."""
+    try:
+        info = probe(path, ffmpeg)
+    except BadInput:
+        info = None
+    if info is None or not info.has_audio or not info.duration:
+        raise ProviderError(f"{label}: the clip's audio could not be read")
+    return float(info.duration)
+
+
 class ResultDownloader:
     """Remote results come back as URLs: fetched within the fetch limits, then moved where the step wants them."""
 
