@@ -386,7 +386,9 @@ class FakeRemote:
             still.write_bytes(decode_data_uri(args["image_url"]))
             seconds = float(str(args.get("duration", "4s")).rstrip("s"))
             url = self._encode(["-loop", "1", "-framerate", "12", "-i", str(still)],
-                               ["-t", f"{seconds:g}", "-vf", "scale=360:640,format=yuv420p", "-r", "12"])
+                               # a slow turn: every frame differs, as a model's clip does
+                               ["-t", f"{seconds:g}", "-vf", "scale=360:640,rotate=a=0.12*t,format=yuv420p",
+                                "-r", "12"])
         return {"video": {"url": url, "content_type": "video/mp4"}}
 
     def _lipsync(self, args: dict) -> dict:
