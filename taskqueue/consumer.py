@@ -23,15 +23,33 @@ log = logging.getLogger("taskqueue.consumer")
 
 
 class SlotWorker(Worker):
-    """A Huey worker thread that waits for a CPU slot before it takes the next message."""
+    """A Huey worker thread that takes the next message only while it holds a CPU slot.
+
+    Huey's own loop sleeps after an empty dequeue; here the slot is given back first, so idle workers polling
+    the queue never keep a run from its render.
+    """
 
     def loop(self, now: object = None) -> None:
         if not waits.cpu_slots.try_acquire(timeout=1.0):
             return  # the consumer's loop checks its stop flag, then we wait again
         try:
-            super().loop(now)
+            task = self.huey.dequeue()
+        except Exception:
+            waits.cpu_slots.release()
+            self._logger.exception("Error reading from queue")
+            self.sleep()
+            return
+        if task is None:
+            waits.cpu_slots.release()
+            self.sleep()
+            return
+        self.delay = self.default_delay
+        try:
+            self.huey.execute(task, now)
+        except Exception:
+            self._logger.exception("Unhandled error during execution of task %s.", task.id)
         finally:
-            waits.cpu_slots.release()  # held again after the run's last remote wait, or never given back
+            waits.cpu_slots.release()  # held again after the run's last remote wait
 
 
 class StudioConsumer(Consumer):

@@ -36,28 +36,50 @@ def _acquire(lock: threading.Semaphore) -> None:
 
 
 class CpuSlots:
-    """Slots for local CPU work shared by a process's runs; a thread holds at most one."""
+    """Slots for local CPU work shared by a process's runs; a thread holds at most one.
+
+    A run coming back from a remote wait goes before a new run: finishing what was started frees its memory
+    and gets its video out first (and idle workers polling the queue cannot starve it).
+    """
 
     def __init__(self, count: int = 0):
         self.count = count
-        self._sem = threading.BoundedSemaphore(count) if count > 0 else None
+        self._free = count
+        self._returning = 0  # runs waiting to take a slot again after a remote wait
+        self._cond = threading.Condition()
         self._held = threading.local()
 
     def held(self) -> bool:
         return bool(getattr(self._held, "value", False))
 
     def try_acquire(self, timeout: float) -> bool:
-        """Take a slot for this thread (True), or give up after `timeout` seconds."""
-        if self._sem is not None and not self._sem.acquire(timeout=timeout):
-            return False
+        """Take a slot for a new run (True), or give up after `timeout` seconds."""
+        if self.count > 0:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._free > 0 and not self._returning, timeout):
+                    return False
+                self._free -= 1
         self._held.value = True
         return True
 
     def release(self) -> None:
         if self.held():
             self._held.value = False
-            if self._sem is not None:
-                self._sem.release()
+            if self.count > 0:
+                with self._cond:
+                    self._free += 1
+                    self._cond.notify_all()
+
+    def _take_back(self) -> None:
+        with self._cond:
+            self._returning += 1
+            try:
+                while not self._cond.wait_for(lambda: self._free > 0, WAIT_STEP_SECONDS):
+                    check_cancel()
+                self._free -= 1
+            finally:
+                self._returning -= 1
+        self._held.value = True
 
     @contextmanager
     def released(self) -> Iterator[None]:
@@ -69,9 +91,10 @@ class CpuSlots:
         try:
             yield
         finally:
-            if self._sem is not None:
-                _acquire(self._sem)
-            self._held.value = True
+            if self.count > 0:
+                self._take_back()
+            else:
+                self._held.value = True
 
 
 cpu_slots = CpuSlots()  # unbounded until a consumer sets its count (configure_cpu_slots)
