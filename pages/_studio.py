@@ -290,7 +290,7 @@ class TimeEstimate:
 
 def estimate(studio: Studio, *, lipsync: bool, upscale: bool, batch: int) -> TimeEstimate:
     """As GET /api/content/estimate: the median of past comparable runs here, else the provider model."""
-    workers = max(1, studio.settings.workers)
+    workers = studio.settings.cpu_slots
     waves = math.ceil(max(1, batch) / workers)
     durations = [] if upscale else studio.store.recent_durations(lipsync=lipsync)
     if durations:

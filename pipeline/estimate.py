@@ -59,6 +59,6 @@ def estimate_seconds(settings: Settings, *, lipsync: bool = False, upscale: bool
     render = clip * LOCAL_RENDER_SECONDS_PER_CLIP_SECOND * (UPSCALED_RENDER_FACTOR if upscale else 1.0)
     steps["render"] = round(render, 1)
     per_video = round(sum(steps.values()), 1)
-    waves = math.ceil(max(1, batch) / max(1, settings.workers))
+    waves = math.ceil(max(1, batch) / settings.cpu_slots)
     return Estimate(per_video_seconds=per_video, total_seconds=round(per_video * waves, 1), steps=steps,
                     providers=dict(services))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite in DATA_DIR
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
     queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
-    workers: int = 1  # runs doing local CPU work (render, analysis) at once in one consumer
+    workers: int = 0  # runs doing local CPU work (render, analysis) at once in one consumer; 0: the CPU count
     runs_in_flight: int = 30  # runs one consumer holds at once: their remote waits overlap, CPU work takes turns
     run_timeout_seconds: int = 900
     heartbeat_seconds: float = 5.0
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
         else:
             self.artists_dir = self.artists_dir.resolve()
         return self
+
+    @property
+    def cpu_slots(self) -> int:
+        """How many runs of a consumer do local CPU work at once (WORKERS, else one per core)."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
     @property
     def runs_dir(self) -> Path:

@@ -65,8 +65,8 @@ class StudioConsumer(Consumer):
 
 
 def make_consumer(queue: Huey, settings: Settings) -> StudioConsumer:
-    waits.configure_cpu_slots(max(1, settings.workers))
-    return StudioConsumer(queue, workers=max(1, settings.runs_in_flight, settings.workers), worker_type="thread",
+    waits.configure_cpu_slots(settings.cpu_slots)
+    return StudioConsumer(queue, workers=max(1, settings.runs_in_flight, settings.cpu_slots), worker_type="thread",
                           initial_delay=0.1, max_delay=1.0, backoff=1.15, check_worker_health=True,
                           health_check_interval=5, periodic=True)
 

@@ -125,7 +125,7 @@ def estimate(lipsync: bool = Query(False), batch: int = Query(1, ge=1, le=30), u
         per_video, basis = statistics.median(durations), "past runs on this installation"
     else:
         per_video, basis = guess.per_video_seconds, "default guess (no comparable finished runs yet)"
-    workers = max(1, ctx.settings.workers)
+    workers = ctx.settings.cpu_slots
     total = per_video * math.ceil(batch / workers)
     all_local = all(p == "local" for p in guess.providers.values())
     cost = 0.0 if all_local else None  # remote prices vary by plan; not guessed
