@@ -26,6 +26,7 @@ from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
 from pipeline.providers.waits import run_cancel_check
 from pipeline.settings import Settings, get_settings
+from taskqueue.background import BackgroundLoop
 from taskqueue.huey_app import enqueue_all, huey
 from taskqueue.storage import Storage, make_storage
 from taskqueue.store import (
@@ -145,51 +146,37 @@ class ProgressWriter:
         return self.timeline
 
 
-class RunMonitor:
+class RunMonitor(BackgroundLoop):
     """A thread beside the run: heartbeat, the owner's cancel flag, and the per-run deadline."""
 
     def __init__(self, store: RunStore, run_id: str, worker: str, *, heartbeat_seconds: float,
                  timeout_seconds: float, poll_seconds: float = 0.5):
+        super().__init__(f"monitor-{run_id}", min(poll_seconds, heartbeat_seconds))
         self.store, self.run_id, self.worker = store, run_id, worker
         self.heartbeat_seconds = heartbeat_seconds
-        self.poll_seconds = min(poll_seconds, heartbeat_seconds)
         self.deadline = time.monotonic() + timeout_seconds
         self.timeout_seconds = timeout_seconds
         self.cancelled = threading.Event()
         self.timed_out = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"monitor-{run_id}", daemon=True)
-
-    def start(self) -> RunMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self.next_heartbeat = time.monotonic() + heartbeat_seconds
+        self.next_cancel_check = 0.0
 
     def should_stop(self) -> bool:
         if time.monotonic() >= self.deadline:
             self.timed_out.set()
         return self.cancelled.is_set() or self.timed_out.is_set() or shutting_down.is_set()
 
-    def _loop(self) -> None:
-        next_heartbeat = time.monotonic() + self.heartbeat_seconds
-        next_cancel_check = 0.0
-        while not self._stop.wait(self.poll_seconds):
-            now = time.monotonic()
-            if now >= self.deadline:
-                self.timed_out.set()
-            try:
-                if now >= next_cancel_check:
-                    next_cancel_check = now + 1.0
-                    if self.store.cancel_requested(self.run_id):
-                        self.cancelled.set()
-                if now >= next_heartbeat:
-                    next_heartbeat = now + self.heartbeat_seconds
-                    self.store.heartbeat(self.run_id, self.worker)
-            except Exception:  # a database hiccup must not kill the monitor; the next beat retries
-                log.exception("monitor of %s could not reach the run store", self.run_id)
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.deadline:
+            self.timed_out.set()
+        if now >= self.next_cancel_check:
+            self.next_cancel_check = now + 1.0
+            if self.store.cancel_requested(self.run_id):
+                self.cancelled.set()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.heartbeat_seconds
+            self.store.heartbeat(self.run_id, self.worker)
 
 
 def build_plan(run: Run, settings: Settings) -> RunPlan:
@@ -223,19 +210,18 @@ def current_run() -> str | None:
     return min(runs_in_flight, key=runs_in_flight.__getitem__, default=None) if runs_in_flight else None
 
 
-class WorkerHeartbeat:
+class WorkerHeartbeat(BackgroundLoop):
     """A thread in each worker process: its row in the `workers` table, refreshed even while idle."""
 
     def __init__(self, store: RunStore, interval: float):
-        self.store, self.interval = store, interval
+        super().__init__("worker-heartbeat", interval)
+        self.store = store
         self.name, self.pid, self.started_at = worker_name(), os.getpid(), time.time()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
 
     def start(self) -> WorkerHeartbeat:
         self.beat()
-        self._thread.start()
+        super().start()
         return self
 
     def beat(self) -> None:
@@ -243,17 +229,11 @@ class WorkerHeartbeat:
         with self._lock:
             self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at, current_run())
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.store.worker_gone(self.name)
+    tick = beat
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # the database may be back by the next beat
-                log.exception("worker heartbeat could not reach the run store")
+    def stop(self) -> None:
+        super().stop()
+        self.store.worker_gone(self.name)
 
 
 _heartbeats: dict[int, WorkerHeartbeat] = {}
