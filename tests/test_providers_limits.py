@@ -13,7 +13,7 @@ from pipeline.ffmpeg import probe
 from pipeline.models import StyledImage
 from pipeline.providers.clip_segments import plan_segments
 from pipeline.providers.fal_provider import FalQueue, FalVideoMaker
-from pipeline.providers.remote import data_uri
+from pipeline.providers.results import data_uri
 from pipeline.providers.waits import run_cancel_check
 from tests.fake_remote import FakeRemote, make_still, remote_settings
 from tests.media import make_tone

@@ -16,21 +16,11 @@ import openai
 
 from pipeline.errors import ProviderError
 from pipeline.models import CaptionLength, LyricLine, StyledImage, Word
-from pipeline.providers.remote import (
-    ResultDownloader,
-    Retryable,
-    RetryPolicy,
-    TranscriptCache,
-    call_with_retries,
-    check_image,
-    compact_audio,
-    fit_still,
-    image_prompt,
-    lines_from_words,
-    malformed,
-    raise_for_status,
-    styled_from_file,
-)
+from pipeline.providers.audio_cuts import compact_audio
+from pipeline.providers.http_retries import Retryable, RetryPolicy, call_with_retries, malformed, raise_for_status
+from pipeline.providers.prompts import image_prompt
+from pipeline.providers.results import ResultDownloader, check_image, fit_still, styled_from_file
+from pipeline.providers.transcripts import TranscriptCache, lines_from_words
 from pipeline.providers.waits import remote_wait, sleep_unless_cancelled, wait_cancellable
 from pipeline.settings import Settings
 from pipeline.write_caption import CaptionContext, check_caption_length, word_bounds
