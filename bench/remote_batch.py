@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -28,8 +29,8 @@ DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
 REMOTE_STEPS = ("image", "video")
 
 
-def batch(studio: Studio, size: int) -> tuple[float, list[dict]]:
-    start = time.monotonic()
+def batch(studio: Studio, size: int) -> tuple[float, list[dict], dict]:
+    start, started_at = time.monotonic(), time.time()
     r = httpx.post(studio.url("/api/content/create"), headers={"x-api-key": KEY_A}, timeout=30,
                    json={"artist_account_id": DEMO, "batch": size})
     r.raise_for_status()
@@ -38,7 +39,21 @@ def batch(studio: Studio, size: int) -> tuple[float, list[dict]]:
     bad = [run["status"] for run in runs.values() if run["status"] != "COMPLETED"]
     if bad:
         raise SystemExit(f"runs did not complete: {bad}\n{studio.log_tail('worker')}")
-    return wall, [run["output"] for run in runs.values()]
+    return wall, [run["output"] for run in runs.values()], phases(list(runs.values()), started_at)
+
+
+def phases(runs: list[dict], t0: float) -> dict[str, float]:
+    """When, after the request, the batch's steps began and ended (from the runs' timelines)."""
+    def at(step: str, key: str, pick) -> float:  # noqa: ANN001 - min or max
+        times = [datetime.fromisoformat(t[key]).timestamp() for run in runs for t in run["timeline"]
+                 if t["step"] == step and t[key]]
+        return round(pick(times) - t0, 1) if times else -1.0
+
+    return {"first_image_start_s": at("image", "startedAt", min),
+            "last_image_start_s": at("image", "startedAt", max),
+            "last_video_end_s": at("video", "finishedAt", max),
+            "first_render_start_s": at("render", "startedAt", min),
+            "last_render_end_s": at("render", "finishedAt", max)}
 
 
 def split(outputs: list[dict]) -> tuple[float, float]:
@@ -61,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                "FAL_BASE_URL": fake.fal_base_url, "PROVIDER_POLL_SECONDS": "1",
                "WORKERS": "0"}  # make run's default (the test studio pins 1)
         with running_studio(Path(tmp) / "studio", **env) as studio:
-            one_wall, one = batch(studio, 1)
-            many_wall, many = batch(studio, args.batch)
+            one_wall, one, _ = batch(studio, 1)
+            many_wall, many, many_phases = batch(studio, args.batch)
         one_remote, one_local = split(one)
         _, many_local = split(many)
         target = 1.2 * (one_remote + many_local / cores)
@@ -74,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             f"batch{args.batch}_local_s_total": round(many_local, 1),
             "target_s": round(target, 1), "met": many_wall <= target,
             "vs_batch1": round(many_wall / one_wall, 2), "fal_jobs_in_flight_max": fake.max_in_flight(),
+            f"batch{args.batch}_phases": many_phases, "load_average_1min": round(os.getloadavg()[0], 1),
         }
     print(json.dumps(report, indent=2))
     return 0 if report["met"] else 1
