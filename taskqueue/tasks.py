@@ -50,7 +50,10 @@ DISK_ERRORS = {
     errno.EACCES: "The output folder is not writable (permission denied); DATA_DIR must be writable",
     errno.EFBIG: "A file grew past the size the system allows (File too large)",
 }
-HARD_TIMEOUT_GRACE_SECONDS = 15  # Huey's own timeout, a backstop for a step that never polls should_cancel
+# Huey's own task timeout: only a plain `huey_consumer -k process` enforces it; our thread consumer relies on
+# the run monitor's deadline, remote requests that are left behind at it (waits.wait_cancellable) and ffmpeg's
+# own time-outs.
+HARD_TIMEOUT_GRACE_SECONDS = 15
 OUTPUT_FILES = {"video": "video.mp4", "poster": "poster.jpg", "image": "image.jpg", "meta": "meta.json"}
 # The video goes last: once it is in storage, everything the run made is there.
 PUT_ORDER = ("poster", "image", "meta", "video")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ from pipeline.ffmpeg import probe
 from pipeline.models import StyledImage
 from pipeline.providers.clip_segments import plan_segments
 from pipeline.providers.fal_provider import FalQueue, FalVideoMaker
+from pipeline.providers.openai_provider import OpenAIImageMaker
 from pipeline.providers.results import data_uri
 from pipeline.providers.waits import run_cancel_check
+from pipeline.templates import load_template
 from tests.fake_remote import FakeRemote, make_still, remote_settings
 from tests.media import make_tone
 
@@ -113,3 +116,14 @@ def test_a_cancel_while_waiting_cancels_the_job_at_fal(tmp_path: Path, fake: Fak
     assert len(fake.cancelled) == 1 and fake.hits("fal_cancel") and not fake.hits("fal_result")
     statuses = fake.hits("fal_status")
     assert statuses  # it was waiting (IN_QUEUE / IN_PROGRESS) when the cancel came
+
+
+def test_openai_refuses_what_its_reference_does_not_take(tmp_path: Path, fake: FakeRemote) -> None:
+    face = tmp_path / "face.png"
+    face.write_bytes(make_still(300, 400))
+    settings = remote_settings(tmp_path, fake, openai_image_size="1080x1920")  # not one of gpt-image's sizes
+    with pytest.raises(ProviderError, match=r"refused the input \(400\): Invalid value for 'size'"):
+        OpenAIImageMaker(settings).make(face, load_template("artist-caption-outside"), width=270, height=480,
+                                        rng=random.Random(0), out_path=tmp_path / "image.jpg")
+    edit, = fake.hits("image_edit")
+    assert edit.fields["size"] == ["1080x1920"] and "image" in edit.files
