@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +40,31 @@ def test_a_batch_of_remote_runs_overlaps_its_waits(tmp_path: Path, fake: FakeRem
     # serialised runs would never have two jobs at fal at once
     assert fake.max_in_flight() > 1, [(j["model"], j["submitted"], j["fetched"]) for j in fake.jobs.values()]
     assert fake.max_in_flight("video") > 1 or fake.max_in_flight("image") > 1
+
+
+def test_the_in_flight_bound_holds_and_a_cancel_reaches_fal(tmp_path: Path, fake: FakeRemote) -> None:
+    with running_studio(tmp_path, **remote_env(fake, FAL_MAX_IN_FLIGHT="2")) as studio:
+        r = httpx.post(studio.url("/api/content/create"), headers={"x-api-key": KEY_A}, timeout=30,
+                       json={"artist_account_id": DEMO, "batch": 3})
+        runs = studio.wait_for(r.json()["runIds"], timeout=240)
+        assert {run["status"] for run in runs.values()} == {"COMPLETED"}, runs
+        assert fake.max_in_flight() == 2  # three runs, two jobs at fal at a time
+
+        fake.latency["video"] = 120.0  # a job that would keep the run for two minutes
+        videos_before = sum(j["model"].endswith("image-to-video") for j in fake.jobs.values())
+        r = httpx.post(studio.url("/api/content/create"), headers={"x-api-key": KEY_A}, timeout=30,
+                       json={"artist_account_id": DEMO})
+        [run_id] = r.json()["runIds"]
+        studio.wait_for([run_id], statuses={"EXECUTING"}, timeout=60, poll=0.2)
+        deadline = time.monotonic() + 60
+        while sum(j["model"].endswith("image-to-video") for j in fake.jobs.values()) == videos_before:
+            assert time.monotonic() < deadline, studio.log_tail("worker")
+            time.sleep(0.2)
+        cancelled = httpx.post(studio.url(f"/api/tasks/runs/{run_id}/cancel"), headers={"x-api-key": KEY_A},
+                               timeout=30)
+        assert cancelled.status_code < 300, cancelled.text
+        run = studio.wait_for([run_id], timeout=30)[run_id]
+    assert run["status"] == "CANCELED" and run["error"]["stage"] == "video", run
+    video_job = next(rid for rid, j in fake.jobs.items() if j["model"].endswith("image-to-video")
+                     and j["fetched"] is None)
+    assert video_job in fake.cancelled  # the job was cancelled at fal, not left running (and billed)
