@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fake_remote import FAL_KEY, FakeRemote
+from tests.fake_remote import FAL_KEY, FakeRemote, max_overlap
 from tests.servers import FAST_RENDER_ENV, KEY_A, running_studio
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
@@ -40,6 +41,10 @@ def test_a_batch_of_remote_runs_overlaps_its_waits(tmp_path: Path, fake: FakeRem
     # serialised runs would never have two jobs at fal at once
     assert fake.max_in_flight() > 1, [(j["model"], j["submitted"], j["fetched"]) for j in fake.jobs.values()]
     assert fake.max_in_flight("video") > 1 or fake.max_in_flight("image") > 1
+    # ... while the renders took turns on the one CPU slot (WORKERS=1)
+    renders = [(datetime.fromisoformat(t["startedAt"]).timestamp(), datetime.fromisoformat(t["finishedAt"]).timestamp())
+               for run in runs.values() for t in run["timeline"] if t["step"] == "render"]
+    assert len(renders) == 4 and max_overlap([(a + 0.01, b - 0.01) for a, b in renders]) == 1, renders
 
 
 def test_the_in_flight_bound_holds_and_a_cancel_reaches_fal(tmp_path: Path, fake: FakeRemote) -> None:
