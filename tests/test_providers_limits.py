@@ -48,12 +48,13 @@ def test_a_wrong_argument_is_refused_like_fal_does(tmp_path: Path, fake: FakeRem
 
 
 def test_requests_ask_for_what_the_model_takes_in_portrait(tmp_path: Path, fake: FakeRemote) -> None:
-    settings = remote_settings(tmp_path, fake, remote_video_seconds=5)  # veo takes 4, 6 or 8 s
+    # veo takes 4, 6 or 8 s and 720p, 1080p or 4k: what it cannot take is made right, not sent for a 422
+    settings = remote_settings(tmp_path, fake, remote_video_seconds=5, remote_video_resolution="480p")
     FalVideoMaker(settings).make(still(tmp_path), "p", duration=5.0, audio_clip=None, out_path=tmp_path / "a.mp4")
     FalVideoMaker(settings).make(still(tmp_path), "p", duration=3.0, audio_clip=make_tone(tmp_path / "c.m4a", 3.0),
                                  out_path=tmp_path / "b.mp4")
     video, lipsync = fake.hits("fal_submit")
-    assert video.json["duration"] == "6s" and video.json["aspect_ratio"] == "9:16"
+    assert (video.json["duration"], video.json["aspect_ratio"], video.json["resolution"]) == ("6s", "9:16", "720p")
     assert lipsync.path.endswith("ltx-2-19b/audio-to-video") and lipsync.json["video_size"] == "portrait_16_9"
 
 

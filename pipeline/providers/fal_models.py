@@ -19,10 +19,15 @@ class ModelLimits:
     min_audio_seconds: float = 0.0  # a lip-sync model's audio length, as it accepts it
     max_audio_seconds: float | None = None
     sized_by_video_size: bool = False  # it takes `video_size` (fal's named sizes), not `aspect_ratio`
+    resolutions: tuple[str, ...] = ()  # what its resolution field takes, the cheapest first
+    max_upscale_factor: float | None = None
 
 
 FAL_MODELS: dict[str, ModelLimits] = {
-    "fal-ai/veo3.1/fast/image-to-video": ModelLimits(durations=(4, 6, 8), aspect_ratios=("auto", "16:9", "9:16")),
+    "fal-ai/veo3.1/fast/image-to-video": ModelLimits(durations=(4, 6, 8), aspect_ratios=("auto", "16:9", "9:16"),
+                                                     resolutions=("720p", "1080p", "4k")),
+    "fal-ai/seedvr/upscale/image": ModelLimits(max_upscale_factor=10),
+    "fal-ai/seedvr/upscale/video": ModelLimits(max_upscale_factor=10),
     # frames = seconds x 25 fps must lie in num_frames' range, 9..481
     "fal-ai/ltx-2-19b/audio-to-video": ModelLimits(min_audio_seconds=9 / 25, max_audio_seconds=481 / 25,
                                                    sized_by_video_size=True),
@@ -57,3 +62,15 @@ def aspect_field(model: str, aspect: str) -> str:
 def video_size_field(aspect: str) -> str:
     """fal's named size for the aspect (portrait for 9:16): the lip-sync model's default is landscape."""
     return FAL_SIZE_FOR_ASPECT.get(aspect, "portrait_16_9")
+
+
+def resolution_field(model: str, wanted: str) -> str:
+    """The resolution to ask for: the setting when the model takes it, else its cheapest."""
+    allowed = limits_for(model).resolutions
+    return wanted if not allowed or wanted in allowed else allowed[0]
+
+
+def upscale_factor_field(model: str, wanted: int) -> int:
+    """UPSCALE_FACTOR within what the model takes (at least 1)."""
+    most = limits_for(model).max_upscale_factor
+    return max(1, min(wanted, int(most))) if most else max(1, wanted)

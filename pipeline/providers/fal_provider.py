@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from pipeline.models import LyricLine, StyledImage, Word
 from pipeline.providers.audio_cuts import compact_audio
 from pipeline.providers.clip_segments import cut_audio, join_clips, last_frame, plan_segments
-from pipeline.providers.fal_models import aspect_field, clip_duration_field, limits_for, video_size_field
+from pipeline.providers.fal_models import (
+    aspect_field,
+    clip_duration_field,
+    limits_for,
+    resolution_field,
+    upscale_factor_field,
+    video_size_field,
+)
 from pipeline.providers.fal_queue import FalQueue
 from pipeline.providers.http_retries import malformed
 from pipeline.providers.prompts import image_prompt
@@ -105,7 +112,7 @@ class FalVideoMaker:
         model = self.settings.fal_video_model
         args = {"prompt": prompt, "image_url": data_uri(frame),
                 "duration": clip_duration_field(model, seconds),
-                "resolution": self.settings.remote_video_resolution,
+                "resolution": resolution_field(model, self.settings.remote_video_resolution),
                 "aspect_ratio": aspect_field(model, self.settings.remote_aspect_ratio), "generate_audio": False}
         return self._fetch(model, args, out_path)
 
@@ -165,7 +172,7 @@ class FalUpscaler:
 
         model = self.settings.fal_upscale_image_model
         self.name = f"fal:{model}"
-        factor = max(1, self.settings.upscale_factor)
+        factor = upscale_factor_field(model, self.settings.upscale_factor)
         small = out_path.with_name(out_path.stem + ".in.png")
         with Image.open(image.path) as img:
             img.convert("RGB").resize((max(1, image.width // factor), max(1, image.height // factor)),
@@ -184,7 +191,7 @@ class FalUpscaler:
         model = self.settings.fal_upscale_video_model
         self.name = f"fal:{model}"
         result = self.queue.run(model, {"video_url": data_uri(video, "video/mp4"),
-                                        "upscale_factor": max(1, self.settings.upscale_factor)})
+                                        "upscale_factor": upscale_factor_field(model, self.settings.upscale_factor)})
         self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
         check_video(out_path, self.name, self.settings.ffmpeg_binary)
         return out_path
