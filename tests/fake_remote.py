@@ -407,7 +407,8 @@ class FakeRemote:
             still.write_bytes(decode_data_uri(args["image_url"]))
             audio.write_bytes(decode_data_uri(args["audio_url"]))
             url = self._encode(["-loop", "1", "-framerate", "12", "-i", str(still), "-i", str(audio)],
-                               ["-shortest", "-vf", "scale=360:640,format=yuv420p", "-r", "12", "-c:a", "aac"])
+                               ["-shortest", "-vf", "scale=360:640,rotate=a=0.12*t,format=yuv420p", "-r", "12",
+                                "-c:a", "aac"])
         return {"video": {"url": url, "content_type": "video/mp4"}}
 
     def _upscale_video(self, args: dict) -> dict:

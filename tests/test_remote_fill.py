@@ -86,3 +86,19 @@ def test_a_short_model_clip_is_ended_or_chained_never_repeated(tmp_path: Path, f
         first, second = fake.hits("fal_submit")
         assert second.json["duration"] == "4s" and second.files["image_url"] != first.files["image_url"]
     assert repeats_after(result.video_path, fill["clipSeconds"]) == []
+
+
+@pytest.mark.slow
+def test_a_long_lipsync_run_goes_in_pieces_and_says_so(tmp_path: Path, fake: FakeRemote,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tests.test_providers_run.SONG_SECONDS", 14.0)
+    settings = remote_settings(tmp_path, fake, video_provider="fal", clip_seconds=12.0, output_width=180,
+                               output_height=320, fps=FPS, fal_lipsync_model="fal-ai/ltx-2/audio-to-video")
+    aid = workspace(settings)
+    result = run_video(plan(settings, aid, seed=3, lipsync=True), settings)
+    submits = fake.hits("fal_submit")
+    assert len(submits) == 2 and all(s.path.endswith("ltx-2/audio-to-video") for s in submits)  # each took 2-10 s
+    fill = result.output["videoFill"]
+    assert fill["mode"] == "none" and "2 pieces joined at" in fill["modelLimits"], fill
+    assert probe(result.video_path).duration == pytest.approx(12.0, abs=0.15)
+    assert repeats_after(result.video_path, 0.0, gap=1.0) == []  # the pieces never replay a stretch

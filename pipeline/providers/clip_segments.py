@@ -12,7 +12,9 @@ from pathlib import Path
 from pipeline.errors import ProviderError, RenderError
 from pipeline.ffmpeg import run_ffmpeg
 
-MIN_CUT_GAP = 0.25  # a cut point this close to a limit is as good as the limit
+# A piece a few frames shorter than its audio (the model rounds to whole frames) is held on its last frame that
+# long, so the next piece starts on time and the mouths stay on the song; a few frames, never a visible freeze.
+MAX_HOLD_SECONDS = 0.25
 
 
 def plan_segments(total: float, max_len: float, min_len: float,
@@ -61,7 +63,8 @@ def join_clips(pieces: Sequence[tuple[Path, float]], out_path: Path, fps: int, f
     chains = []
     for i, (path, seconds) in enumerate(pieces):
         args += ["-i", str(path)]
-        chains.append(f"[{i}:v]fps={fps},trim=duration={seconds:.3f},setpts=PTS-STARTPTS,format=yuv420p[v{i}]")
+        chains.append(f"[{i}:v]fps={fps},tpad=stop_mode=clone:stop_duration={MAX_HOLD_SECONDS},"
+                      f"trim=duration={seconds:.3f},setpts=PTS-STARTPTS,format=yuv420p[v{i}]")
     graph = ";".join(chains) + ";" + "".join(f"[v{i}]" for i in range(len(pieces))) + \
         f"concat=n={len(pieces)}:v=1:a=0[v]"
     try:
