@@ -162,9 +162,11 @@ def cmd_worker(settings: Settings) -> int:
     finally:
         store.close()  # the workers use the process's own store (taskqueue.tasks.process_store)
     from taskqueue.consumer import make_consumer, put_back_runs_in_flight
+    from taskqueue.tasks import stop_worker_heartbeat
 
     make_consumer(huey, settings).run()
     put_back_runs_in_flight(STOP_GRACE_SECONDS - 5)  # after SIGTERM: runs in flight go back to the queue
+    stop_worker_heartbeat()  # its row goes now, not an hour later (a thread still in a run kept it)
     return 0
 
 
