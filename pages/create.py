@@ -214,8 +214,8 @@ with side_col, st.container(border=True, key="create_summary"):
     m1, m2 = st.columns(2)
     m1.metric("Per video", ui.format_estimate(plan.per_video_seconds))
     m2.metric("All done in", ui.format_estimate(plan.total_seconds))
-    st.caption(f"Estimate from {plan.basis}; {settings.workers} video"
-               f"{'s' if settings.workers > 1 else ''} render at a time.")
+    st.caption(f"Estimate from {plan.basis}; {settings.cpu_slots} video"
+               f"{'s' if settings.cpu_slots > 1 else ''} render at a time.")
     count = sum(len(v) for v in problems.values())
     if count:
         st.warning(f"Fix {count} thing{'s' if count > 1 else ''} above to continue.", icon=":material/warning:")

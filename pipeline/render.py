@@ -57,7 +57,7 @@ class RenderJob:
     fade_in: float = 0.4
     fade_out: float = 0.8
     ffmpeg: str | None = None
-    video_source: Path | None = None  # a provider's clip used instead of the still (looped or trimmed to fit)
+    video_source: Path | None = None  # a provider's clip used instead of the still (trimmed to fit)
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
 
     @property
@@ -113,7 +113,8 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     w, h, fps = job.width, job.height, job.fps
     args: list[str] = [*encoder.before_inputs]
     if job.video_source is not None:
-        args += ["-stream_loop", "-1", "-t", dur, *input_args(job.video_source)]
+        # never looped: run_video made the clip as long as the video, or the video as short as the clip
+        args += ["-t", dur, *input_args(job.video_source)]
         video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
                  f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p")
     else:

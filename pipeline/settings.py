@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -88,6 +89,14 @@ class Settings(BaseSettings):
     provider_backoff_seconds: float = 2.0  # first wait between tries; doubles each time
     provider_poll_seconds: float = 2.0  # how often a queued job's status is asked
     fallback_to_local: bool = False  # a failed remote step runs locally instead, and the run says so
+    fal_max_in_flight: int = 10  # fal jobs one consumer has submitted and not yet fetched (fal rate-limits)
+    openai_max_in_flight: int = 10  # OpenAI requests one consumer has open at once
+    # A provider's clip shorter than the video: `end` ends the video with the clip (as the original does);
+    # `chain` asks for a second clip from the first one's last frame and cuts it on a beat. Never a loop.
+    remote_video_fill: Literal["end", "chain"] = "end"
+    # A lip-sync clip longer than the model takes: `segments` sends pieces that fit, cut at lyric-line or beat
+    # boundaries and joined (the song's audio stays whole); `shorten` cuts the clip to the model's limit.
+    remote_lipsync_long: Literal["segments", "shorten"] = "segments"
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
@@ -107,7 +116,8 @@ class Settings(BaseSettings):
     migrations_dir: Path | None = None  # the run store's Alembic revisions; default: the bundled taskqueue/migrations
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
     queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
-    workers: int = 1
+    workers: int = 0  # runs doing local CPU work (render, analysis) at once in one consumer; 0: the CPU count
+    runs_in_flight: int = 30  # runs one consumer holds at once: their remote waits overlap, CPU work takes turns
     run_timeout_seconds: int = 900
     heartbeat_seconds: float = 5.0
     crash_after_seconds: float = 60.0
@@ -171,6 +181,11 @@ class Settings(BaseSettings):
         else:
             self.artists_dir = self.artists_dir.resolve()
         return self
+
+    @property
+    def cpu_slots(self) -> int:
+        """How many runs of a consumer do local CPU work at once (WORKERS, else one per core)."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
 
     @property
     def runs_dir(self) -> Path:
