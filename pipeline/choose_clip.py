@@ -75,8 +75,11 @@ def choose_clip(
 
 
 def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
-    """Beats and line starts where a clip could begin, moved off any word they would cut into."""
-    raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
+    """Where a clip could begin, moved off any word it would cut into: the starts of the sections that come back
+    (downbeats) and the lines sung as they begin; without repeated sections, any beat or line start."""
+    raw = _repeat_starts(analysis, lyrics, latest)
+    if not raw:
+        raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
     if not raw:
         raw = [float(t) for t in np.arange(0.0, latest + 1e-9, FALLBACK_STEP)]
     spans = _WordSpans.of(lyrics)
@@ -86,6 +89,22 @@ def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], late
         if moved is not None and 0.0 <= moved <= latest:
             starts.add(round(moved, 3) if round(moved, 3) <= latest else moved)
     return sorted(starts) or [0.0]
+
+
+def _repeat_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
+    """Starts of the sections that repeat, and of lines that begin within a beat of one (a pickup into it).
+
+    A one-off section (a loud bridge, a solo, a drop intro) is never a start, however loud: the hook is what
+    comes back. Songs with no repeated section at all give nothing here, and the caller falls back to beats.
+    """
+    beat = 60.0 / analysis.tempo if analysis.tempo > 0 else 0.5
+    starts: list[float] = []
+    for section in analysis.sections:
+        if section.count < 2 or section.start > latest:
+            continue
+        starts.append(section.start)
+        starts += [line.start for line in lyrics if abs(line.start - section.start) <= beat and line.start >= 0.0]
+    return [t for t in starts if t <= latest]
 
 
 @dataclass(frozen=True)

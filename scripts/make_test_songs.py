@@ -1,0 +1,419 @@
+"""Generate the hook and beat-grid test songs: numpy-synthesised songs whose choruses, beats and bars are known.
+
+Each chorus is the same chords and the same melody every time it comes back; verses share their chords but get a
+new tune each time; the one-off sections (a loud bridge, a loud outro, a drop intro, a solo) happen once and are
+the loudest part of their song. Songs with vocals get a voice-like synthesised singer and an `.lrc`.
+
+    .venv/bin/python scripts/make_test_songs.py OUT_DIR      # writes NAME.flac/.mp3, NAME.lrc, NAME.json
+
+The tests and `bench/hook_eval.py` call `generate()` instead, into a temporary folder; nothing here is committed
+but this script.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zlib
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+SR = 22050
+LEAD_IN = 0.37  # seconds of silence before the first beat: real files rarely start exactly on one
+ONE_OFF_KINDS = ("loud_bridge", "loud_outro", "drop", "solo")
+
+# Chord progressions as scale degrees of a major key, one chord per bar, looped over the section.
+PROGRESSIONS = {
+    "intro": (0, 5, 3, 4),
+    "verse": (0, 4, 5, 3),
+    "chorus": (3, 4, 0, 5),
+    "bridge": (1, 2, 3, 4),
+    "loud_bridge": (5, 1, 2, 4),
+    "loud_outro": (1, 4, 2, 5),
+    "drop": (5, 5, 3, 4),
+    "solo": (2, 5, 1, 4),
+    "outro": (0, 3, 0, 3),
+}
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+WORDS = ("light", "road", "night", "fire", "rain", "heart", "home", "city", "river", "stone", "gold", "sky", "echo",
+         "window", "summer", "shadow", "morning", "open", "paper", "silver", "wild", "slow", "again", "alone")
+VOWELS = {"a": (800, 1200, 2500), "e": (400, 2000, 2600), "i": (300, 2300, 3000), "o": (500, 850, 2500),
+          "u": (350, 700, 2400)}
+
+
+@dataclass(frozen=True)
+class SongSpec:
+    name: str
+    bpm: float
+    layout: tuple[tuple[str, int], ...]  # (section kind, bars)
+    vocals: bool = False
+    beats_per_bar: int = 4
+    key: int = 57  # MIDI note of the tonic (A3)
+    seed: int = 0
+    pickup: bool = False  # sung lines start half a beat before the bar, as singers often do
+    fmt: str = "flac"
+
+
+@dataclass
+class SongTruth:
+    """What a generated song is known to contain, for the tests and the evaluation."""
+
+    name: str
+    audio: str
+    lrc: str | None
+    bpm: float
+    beats_per_bar: int
+    duration: float
+    beats: list[float]
+    downbeats: list[float]
+    sections: list[tuple[str, float, float]]  # (kind, start, end)
+    steady: bool = True
+    one_off_loudest: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def choruses(self) -> list[tuple[float, float]]:
+        return [(a, b) for k, a, b in self.sections if k == "chorus"]
+
+
+def _kinds_with(*, verse: int = 8, chorus: int = 8) -> tuple[tuple[str, int], ...]:
+    return (("intro", 4), ("verse", verse), ("chorus", chorus), ("verse", verse), ("chorus", chorus), ("outro", 4))
+
+
+SONGS: tuple[SongSpec, ...] = (
+    SongSpec("pop-96", 96, _kinds_with(), vocals=True, seed=1, fmt="mp3"),
+    SongSpec("chorus-first-128", 128, (("chorus", 8), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8),
+                                       ("outro", 2)), vocals=True, seed=2, key=60),
+    SongSpec("late-chorus-84", 84, (("intro", 4), ("verse", 8), ("verse", 8), ("bridge", 4), ("chorus", 8),
+                                    ("chorus", 8), ("outro", 2)), seed=3, key=55),
+    SongSpec("long-intro-112", 112, (("intro", 16), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8)),
+             vocals=True, seed=4, key=62, pickup=True),
+    SongSpec("loud-bridge-120", 120, (("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("loud_bridge", 8),
+                                      ("chorus", 8)), vocals=True, seed=5, key=58),
+    SongSpec("loud-outro-140", 140, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8),
+                                     ("loud_outro", 16)), seed=6, key=53, fmt="mp3"),
+    SongSpec("drop-intro-150", 150, (("drop", 16), ("verse", 8), ("chorus", 12), ("verse", 8), ("chorus", 12)),
+             vocals=True, seed=7, key=57),
+    SongSpec("solo-105", 105, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("solo", 8), ("chorus", 8),
+                               ("outro", 4)), vocals=True, seed=8, key=52, pickup=True),
+    SongSpec("fast-168", 168, (("intro", 8), ("verse", 16), ("chorus", 16), ("verse", 16), ("chorus", 16),
+                               ("chorus", 16)), seed=9, key=64),
+    SongSpec("ballad-70", 70, (("verse", 4), ("chorus", 4), ("verse", 4), ("chorus", 4), ("outro", 2)), vocals=True,
+             seed=10, key=55),
+    SongSpec("waltz-90", 90, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8)),
+             beats_per_bar=3, seed=11, key=60),
+    SongSpec("loud-bridge-160", 160, (("verse", 16), ("chorus", 16), ("verse", 16), ("loud_bridge", 16),
+                                      ("chorus", 16), ("outro", 4)), seed=12, key=59),
+    SongSpec("three-choruses-100", 100, (("intro", 2), ("chorus", 8), ("verse", 8), ("chorus", 8), ("bridge", 4),
+                                         ("verse", 8), ("chorus", 8)), vocals=True, seed=13, key=56, fmt="mp3"),
+    SongSpec("solo-late-132", 132, (("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("solo", 16),
+                                    ("outro", 4)), seed=14, key=61),
+)
+AMBIENT = SongSpec("ambient-rubato", 0, (), seed=20)
+
+
+# ---- instruments ----------------------------------------------------------------------------------------------
+
+
+def hz(midi: float) -> float:
+    return 440.0 * 2 ** ((midi - 69) / 12)
+
+
+def _decay(n: int, seconds: float) -> np.ndarray:
+    return np.exp(-np.arange(n) / (seconds * SR))
+
+
+@cache
+def _drum(name: str) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    if name == "kick":
+        t = np.arange(int(0.3 * SR)) / SR
+        return np.sin(2 * np.pi * np.cumsum(45 + 90 * np.exp(-t / 0.03)) / SR) * np.exp(-t / 0.12)
+    if name == "snare":
+        n = int(0.22 * SR)
+        t = np.arange(n) / SR
+        return np.diff(rng.standard_normal(n + 1)) * 0.45 * _decay(n, 0.06) + 0.6 * np.sin(2 * np.pi * 190 * t) * \
+            _decay(n, 0.04)
+    if name == "hat":
+        n = int(0.05 * SR)
+        return np.diff(np.diff(rng.standard_normal(n + 2))) * 0.3 * _decay(n, 0.012)
+    if name == "crash":
+        n = int(1.5 * SR)
+        return np.diff(rng.standard_normal(n + 1)) * 0.35 * _decay(n, 0.45)
+    raise ValueError(name)
+
+
+@cache
+def _tone(midi: float, n: int, kind: str) -> np.ndarray:
+    """A note of `n` samples: 'pad' soft and sustained, 'bass' round, 'pluck' short, 'saw' bright and loud."""
+    t = np.arange(n) / SR
+    f = hz(midi)
+    harmonics = {"pad": 4, "bass": 3, "pluck": 3, "saw": 10}[kind]
+    wave = sum(np.sin(2 * np.pi * f * k * t + k) / k for k in range(1, harmonics + 1) if f * k < SR / 2.5)
+    if kind == "pad":
+        shape = np.minimum(1, t / 0.05) * np.minimum(1, (n / SR - t) / 0.05)
+    elif kind == "bass":
+        shape = np.minimum(1, t / 0.005) * np.minimum(1, (n / SR - t) / 0.02) * np.exp(-t / 0.8)
+        wave = np.tanh(1.5 * wave)
+    elif kind == "pluck":
+        shape = np.minimum(1, t / 0.003) * np.exp(-t / 0.15)
+    else:
+        shape = np.minimum(1, t / 0.005) * np.minimum(1, (n / SR - t) / 0.02)
+        wave = np.tanh(2.0 * wave)
+    return wave * np.clip(shape, 0, 1)
+
+
+def _voice(midi: float, n: int, word: str, rng: np.random.Generator) -> np.ndarray:
+    """A sung syllable: a harmonic source with vibrato shaped by the formants of the word's vowel."""
+    t = np.arange(n) / SR
+    vowel = next((c for c in word if c in VOWELS), "a")
+    f0 = hz(midi) * 2 ** (0.25 / 12 * np.sin(2 * np.pi * 5.5 * t) * np.minimum(1, t / 0.3))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    out = np.zeros(n)
+    base = hz(midi)
+    for k in range(1, 14):
+        if base * k > 4500:
+            break
+        gain = sum(1 / (1 + ((base * k - fm) / 120) ** 2) for fm in VOWELS[vowel]) / k**0.5
+        out += gain * np.sin(k * phase)
+    shape = np.minimum(1, t / 0.04) * np.clip((n / SR - t) / 0.06, 0, 1)
+    out *= shape
+    onset = min(n, int(0.03 * SR))
+    out[:onset] += np.diff(rng.standard_normal(onset + 1)) * 0.4 * _decay(onset, 0.01)  # the consonant
+    return out
+
+
+def _add(buf: np.ndarray, at: float, sound: np.ndarray, gain: float) -> None:
+    i = int(round(at * SR))
+    if i < 0:
+        sound, i = sound[-i:], 0
+    n = min(sound.size, buf.size - i)
+    if n > 0:
+        buf[i : i + n] += gain * sound[:n]
+
+
+# ---- arrangement ----------------------------------------------------------------------------------------------
+
+# Per kind: gains of pad, bass, kick, snare, hats, lead, arp; hat division (per beat); lead instrument.
+ARRANGEMENT = {
+    "intro": dict(pad=0.10, bass=0.0, kick=0.0, snare=0.0, hats=0.03, lead=0.0, arp=0.04, hat_div=1, inst="pluck"),
+    "verse": dict(pad=0.07, bass=0.22, kick=0.30, snare=0.16, hats=0.05, lead=0.14, arp=0.0, hat_div=1, inst="pluck"),
+    "chorus": dict(pad=0.13, bass=0.32, kick=0.50, snare=0.38, hats=0.10, lead=0.20, arp=0.06, hat_div=2,
+                   inst="pluck"),
+    "bridge": dict(pad=0.12, bass=0.12, kick=0.15, snare=0.0, hats=0.03, lead=0.0, arp=0.05, hat_div=1, inst="pluck"),
+    "outro": dict(pad=0.10, bass=0.10, kick=0.12, snare=0.0, hats=0.0, lead=0.0, arp=0.0, hat_div=1, inst="pluck"),
+    # the one-offs: louder and busier than the chorus
+    "loud_bridge": dict(pad=0.22, bass=0.50, kick=0.80, snare=0.60, hats=0.18, lead=0.22, arp=0.10, hat_div=4,
+                        inst="saw"),
+    "loud_outro": dict(pad=0.22, bass=0.50, kick=0.80, snare=0.60, hats=0.18, lead=0.20, arp=0.10, hat_div=4,
+                       inst="saw"),
+    "drop": dict(pad=0.18, bass=0.60, kick=0.90, snare=0.60, hats=0.20, lead=0.20, arp=0.12, hat_div=4, inst="saw"),
+    "solo": dict(pad=0.18, bass=0.45, kick=0.75, snare=0.55, hats=0.16, lead=0.30, arp=0.0, hat_div=2, inst="saw"),
+}
+
+
+def _chord(spec: SongSpec, kind: str, bar: int) -> list[int]:
+    degrees = PROGRESSIONS[kind]
+    d = degrees[bar % len(degrees)]
+    return [spec.key + MAJOR[(d + i) % 7] + 12 * ((d + i) // 7) for i in (0, 2, 4)]
+
+
+def _melody(spec: SongSpec, kind: str, bars: int, rng: np.random.Generator) -> list[tuple[float, float, int]]:
+    """(beat offset, length in beats, MIDI note) for a tune over the section: phrases of two bars, rests between."""
+    bpb = spec.beats_per_bar
+    notes: list[tuple[float, float, int]] = []
+    fast = kind in ("solo",)
+    for phrase in range(0, bars, 2):
+        beat = phrase * bpb - (0.5 if spec.pickup and spec.vocals else 0.0)
+        end = (phrase + 2) * bpb - (0.5 if fast else 1.0)
+        while beat < end - 0.24:
+            length = 0.25 if fast else float(rng.choice([0.5, 0.5, 1.0, 1.0, 1.5]))
+            length = min(length, end - beat)
+            chord = _chord(spec, kind, max(0, int(beat // bpb)))
+            pitch = int(rng.choice(chord)) + 12 + int(rng.choice([0, 0, 2, -1]))
+            notes.append((beat, length, pitch))
+            beat += length
+    return notes
+
+
+def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, buf: np.ndarray,
+            lines: list[tuple[float, str]]) -> None:
+    """Mix one section into `buf` from `start`; choruses (and every other kind but verses) repeat note for note."""
+    a = ARRANGEMENT[kind]
+    beat = 60.0 / spec.bpm
+    bpb = spec.beats_per_bar
+    same = kind != "verse"
+    rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), 0 if same else instance])
+    bar_n = int(round(bpb * beat * SR))
+    for b in range(bars):
+        t_bar = start + b * bpb * beat
+        chord = _chord(spec, kind, b)
+        for note in (*chord, chord[0] + 12):
+            _add(buf, t_bar, _tone(note, bar_n, "pad"), a["pad"] / 4)
+        for k in range(bpb):
+            t = t_bar + k * beat
+            if a["bass"]:
+                _add(buf, t, _tone(chord[0] - 12, int(beat * SR), "bass"), a["bass"])
+            if a["kick"] and (k == 0 or (bpb == 4 and k == 2) or (kind == "drop")):
+                _add(buf, t, _drum("kick"), a["kick"])
+            if a["snare"] and ((bpb == 4 and k in (1, 3)) or (bpb == 3 and k in (1, 2))):
+                _add(buf, t, _drum("snare"), a["snare"] * (1.0 if bpb == 4 or k == 1 else 0.6))
+            for h in range(a["hat_div"]):
+                if a["hats"]:
+                    _add(buf, t + h * beat / a["hat_div"], _drum("hat"), a["hats"] * (1.0 if h == 0 else 0.6))
+            if a["arp"]:
+                tone = (*chord, chord[0] + 12)[k % 4] + 12
+                _add(buf, t, _tone(tone, int(beat * SR), "pluck"), a["arp"])
+        if kind in ONE_OFF_KINDS or (kind == "chorus" and b == 0):
+            _add(buf, t_bar, _drum("crash"), 0.2)
+    if not a["lead"]:
+        return
+    melody = _melody(spec, kind, bars, rng)
+    sung = spec.vocals and kind in ("verse", "chorus")
+    if not sung:
+        for at, length, pitch in melody:
+            _add(buf, start + at * beat, _tone(pitch, int(length * beat * SR), a["inst"]), a["lead"])
+        return
+    # One word per note; a new line at each phrase (two bars).
+    line_words: list[str] = []
+    line_start = None
+    phrase = None
+    word_rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), 1 if same else 100 + instance])
+    for at, length, pitch in melody:
+        this_phrase = int((at + 0.5) // (2 * bpb))
+        if this_phrase != phrase:
+            if line_words:
+                lines.append((line_start, " ".join(line_words)))
+            phrase, line_words, line_start = this_phrase, [], round(start + at * beat, 3)
+        word = str(word_rng.choice(WORDS))
+        line_words.append(word)
+        _add(buf, start + at * beat, _voice(pitch - 12, int(length * beat * SR), word, rng), a["lead"] * 1.2)
+    if line_words:
+        lines.append((line_start, " ".join(line_words)))
+
+
+def build(spec: SongSpec) -> tuple[np.ndarray, SongTruth, list[tuple[float, str]]]:
+    """The song's samples (mono float32 at SR), what is known about it, and its sung lines (start, text)."""
+    beat = 60.0 / spec.bpm
+    bpb = spec.beats_per_bar
+    total_beats = sum(bars for _, bars in spec.layout) * bpb
+    duration = LEAD_IN + total_beats * beat + 2.0
+    buf = np.zeros(int(duration * SR) + SR)
+    sections: list[tuple[str, float, float]] = []
+    lines: list[tuple[float, str]] = []
+    t = LEAD_IN
+    seen: dict[str, int] = {}
+    for kind, bars in spec.layout:
+        instance = seen.get(kind, 0)
+        seen[kind] = instance + 1
+        _render(spec, kind, bars, t, instance, buf, lines)
+        end = t + bars * bpb * beat
+        sections.append((kind, round(t, 4), round(end, 4)))
+        t = end
+    buf = buf[: int(duration * SR)]
+    samples = (0.9 * buf / np.max(np.abs(buf))).astype(np.float32)
+    beats = [round(LEAD_IN + k * beat, 4) for k in range(total_beats)]
+    loud = {kind: _rms(samples, a, b) for kind, a, b in sections}
+    loudest = max(loud, key=loud.get)
+    truth = SongTruth(
+        name=spec.name, audio=f"{spec.name}.{spec.fmt}", lrc=f"{spec.name}.lrc" if spec.vocals else None,
+        bpm=spec.bpm, beats_per_bar=bpb, duration=round(duration, 3), beats=beats, downbeats=beats[::bpb],
+        sections=sections, one_off_loudest=loudest in ONE_OFF_KINDS,
+    )
+    return samples, truth, lines
+
+
+def build_ambient(spec: SongSpec = AMBIENT, seconds: float = 60.0) -> tuple[np.ndarray, SongTruth]:
+    """No beat at all: slow-swelling chords changing at uneven times and a few soft bell notes off any grid."""
+    rng = np.random.default_rng(spec.seed)
+    buf = np.zeros(int(seconds * SR) + 6 * SR)
+    t = 0.0
+    while t < seconds:
+        length = float(rng.uniform(2.5, 6.0))
+        chord = [spec.key + MAJOR[(d + i) % 7] for d in (int(rng.integers(7)),) for i in (0, 2, 4)]
+        n = int(length * SR)
+        swell = np.sin(np.pi * np.arange(n) / n) ** 2
+        for note in chord:
+            _add(buf, t, _tone(note, n, "pad") * swell, 0.08)
+        for _ in range(int(rng.integers(0, 3))):
+            _add(buf, t + float(rng.uniform(0, length)), _tone(int(rng.choice(chord)) + 12, SR, "pluck"), 0.05)
+        t += length
+    buf = buf[: int(seconds * SR)]
+    samples = (0.9 * buf / np.max(np.abs(buf))).astype(np.float32)
+    truth = SongTruth(name=spec.name, audio=f"{spec.name}.flac", lrc=None, bpm=0.0, beats_per_bar=4,
+                      duration=seconds, beats=[], downbeats=[], sections=[], steady=False)
+    return samples, truth
+
+
+def build_long(minutes: float = 10.0) -> np.ndarray:
+    """A song of `minutes` (verse, chorus, bridge over and over) for the cost measurement."""
+    bars = int(minutes * 60 / (4 * 60 / 120)) // 20
+    spec = SongSpec("long", 120, (("verse", 8), ("chorus", 8), ("bridge", 4)) * (bars + 1), seed=30)
+    samples, _, _ = build(spec)
+    return samples[: int(minutes * 60 * SR)]
+
+
+def _rms(samples: np.ndarray, start: float, end: float) -> float:
+    part = samples[int(start * SR) : int(end * SR)].astype(np.float64)
+    return float(np.sqrt(np.mean(part**2))) if part.size else 0.0
+
+
+# ---- files ----------------------------------------------------------------------------------------------------
+
+
+def lrc_text(lines: list[tuple[float, str]], sections: list[tuple[str, float, float]]) -> str:
+    """The sung lines, each section's singing closed by a blank tag at its end (the instrumental gap after)."""
+    def stamp(t: float) -> str:
+        return f"[{int(t // 60):02d}:{t % 60:05.2f}]"
+
+    events = [(t, text) for t, text in lines]
+    events += [(end - 0.05, "") for kind, _, end in sections if kind in ("verse", "chorus")]
+    return "[ti:Generated test song]\n" + "".join(f"{stamp(t)}{text}\n" for t, text in sorted(events))
+
+
+def write_audio(path: Path, samples: np.ndarray, ffmpeg: str) -> None:
+    """Encode with the real ffmpeg (FLAC lossless, MP3 at 96k: small, and a real decoder path)."""
+    codec = ["-c:a", "libmp3lame", "-b:a", "96k"] if path.suffix == ".mp3" else []
+    subprocess.run([ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-y", "-f", "f32le", "-ar", str(SR),
+                    "-ac", "1", "-i", "pipe:0", *codec, str(path)],
+                   input=np.ascontiguousarray(samples, dtype=np.float32).tobytes(), check=True)
+
+
+def generate(out_dir: Path, *, ffmpeg: str | None = None, specs: tuple[SongSpec, ...] = SONGS,
+             ambient: bool = True) -> list[SongTruth]:
+    """Write every song (audio, .lrc, truth .json) into `out_dir`; return what is known about each."""
+    if ffmpeg is None:
+        import imageio_ffmpeg
+
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truths: list[SongTruth] = []
+    for spec in specs:
+        samples, truth, lines = build(spec)
+        write_audio(out_dir / truth.audio, samples, ffmpeg)
+        if truth.lrc:
+            (out_dir / truth.lrc).write_text(lrc_text(lines, truth.sections), encoding="utf-8")
+        truths.append(truth)
+    if ambient:
+        samples, truth = build_ambient()
+        write_audio(out_dir / truth.audio, samples, ffmpeg)
+        truths.append(truth)
+    for truth in truths:
+        (out_dir / f"{truth.name}.json").write_text(json.dumps(asdict(truth), indent=1), encoding="utf-8")
+    return truths
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_test_songs.py OUT_DIR")
+    for truth in generate(Path(sys.argv[1])):
+        flag = " (loudest section is a one-off)" if truth.one_off_loudest else ""
+        print(f"{truth.name}: {truth.duration:.1f} s, {truth.bpm:g} BPM, {truth.beats_per_bar}/4{flag}")
+
+
+if __name__ == "__main__":
+    main()
