@@ -199,19 +199,32 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def _bar_positions(evidence: np.ndarray, length: int) -> tuple[np.ndarray, float]:
-    """Viterbi over each beat's position in a bar of `length` beats; the downbeats (position 0) collect evidence."""
-    n = evidence.size
-    score = np.where(np.arange(length) == 0, evidence[0], 0.0)
-    back = np.zeros((n, length), dtype=int)
-    for i in range(1, n):
-        follow = np.roll(score, 1)  # position p-1 -> p
-        jump = score.max() - PHASE_JUMP_PENALTY
-        from_follow = follow >= jump
-        back[i] = np.where(from_follow, (np.arange(length) - 1) % length, int(np.argmax(score)))
-        score = np.maximum(follow, jump)
-        score[0] += evidence[i]
-    path = np.zeros(n, dtype=int)
-    path[-1] = int(np.argmax(score))
-    for i in range(n - 1, 0, -1):
-        path[i - 1] = back[i, path[i]]
-    return path, float(score.max())
+    """Viterbi over each beat's position in a bar of `length` beats; the downbeats (position 0) collect evidence.
+
+    Plain Python lists: with three or four states per beat, numpy's per-call cost would dominate.
+    """
+    values = evidence.tolist()
+    score = [values[0] if p == 0 else 0.0 for p in range(length)]
+    back: list[list[int]] = []
+    for value in values[1:]:
+        top = max(range(length), key=score.__getitem__)
+        jump = score[top] - PHASE_JUMP_PENALTY
+        row, new = [], []
+        for p in range(length):
+            follow = score[p - 1]  # position p-1 -> p (p = 0 follows the bar's last beat)
+            if follow >= jump:
+                row.append((p - 1) % length)
+                new.append(follow)
+            else:
+                row.append(top)
+                new.append(jump)
+        new[0] += value
+        back.append(row)
+        score = new
+    position = max(range(length), key=score.__getitem__)
+    best = score[position]
+    path = [position]
+    for row in reversed(back):
+        position = row[position]
+        path.append(position)
+    return np.array(path[::-1]), float(best)

@@ -69,9 +69,12 @@ def choose_clip(
     if float(scores.max() - scores.min()) < 1e-9:
         # Nothing stands out (silence, a drone): the top of the song is as good as anywhere, and predictable.
         return _choice(lyrics, windows, 0, clip_seconds, weights, prefix="no clear hook")
-    shortlist = _shortlist(windows.starts, scores, top_k=max(1, top_k), separation=clip_seconds * MIN_SEPARATION)
+    ranked = _group_scores(analysis, windows.starts, scores)
+    shortlist = _shortlist(windows.starts, ranked, top_k=max(1, top_k), separation=clip_seconds * MIN_SEPARATION)
     pick = rng.choices(shortlist, weights=[float(scores[i]) for i in shortlist])[0]
-    return _choice(lyrics, windows, pick, clip_seconds, weights)
+    start = float(windows.starts[pick])
+    chorus = any(x.label == "chorus" and x.start - 1.0 <= start < x.end for x in analysis.sections)
+    return _choice(lyrics, windows, pick, clip_seconds, weights, chorus=chorus)
 
 
 def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
@@ -184,9 +187,24 @@ def _measure(analysis: AudioAnalysis, starts: np.ndarray, length: float, words: 
     )
 
 
+def _group_scores(analysis: AudioAnalysis, starts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each candidate ranked by the best candidate of its repeat group: every return of the chorus is as much the
+    hook as its loudest one, so a batch draws among them (each still weighted by its own score)."""
+    ranked = scores.astype(float).copy()
+    beat = 60.0 / analysis.tempo if analysis.tempo > 0 else 0.5
+    groups = np.full(starts.size, -1)
+    for section in analysis.sections:
+        if section.count >= 2:
+            groups[(starts >= section.start - beat) & (starts < section.end - beat)] = section.group
+    for group in set(groups.tolist()) - {-1}:
+        members = groups == group
+        ranked[members] = scores[members].max()
+    return ranked
+
+
 def _shortlist(starts: np.ndarray, scores: np.ndarray, *, top_k: int, separation: float) -> list[int]:
     """The best candidates, at most top_k, none within `separation` of a better one and none far below the best."""
-    order = sorted(range(starts.size), key=lambda i: (-scores[i], starts[i]))
+    order = sorted(range(starts.size), key=lambda i: (-scores[i], starts[i]))  # ties (a group) by time
     floor = float(scores[order[0]]) * KEEP_FRACTION
     picked: list[int] = []
     for i in order:
@@ -205,6 +223,7 @@ def _choice(
     weights: dict[str, float],
     *,
     prefix: str | None = None,
+    chorus: bool = False,
 ) -> ClipChoice:
     start = float(windows.starts[index])
     clip_lines = lines_in_window(lyrics, start, length, min_overlap=HEARD_LINE)
@@ -213,19 +232,20 @@ def _choice(
         start=start,
         duration=length,
         score=round(score, 3) if math.isfinite(score) else 0.0,
-        reason=_reason(windows, index, clip_lines, has_lyrics=bool(lyrics), prefix=prefix),
+        reason=_reason(windows, index, clip_lines, has_lyrics=bool(lyrics), prefix=prefix, chorus=chorus),
         lyrics=clip_lines,
     )
 
 
-def _reason(windows: _Windows, i: int, lines: tuple[LyricLine, ...], *, has_lyrics: bool, prefix: str | None) -> str:
-    """e.g. "chorus: loud, repeated, 3 lyric lines"."""
+def _reason(windows: _Windows, i: int, lines: tuple[LyricLine, ...], *, has_lyrics: bool, prefix: str | None,
+            chorus: bool = False) -> str:
+    """e.g. "chorus: loud, repeated, 3 lyric lines" (`chorus`: the analysis called the section there a chorus)."""
     loud, busy, repeat, dense = windows.loud[i] >= 0.6, windows.busy[i] >= 0.6, windows.repeat[i] >= 0.5, (
         windows.lyrics[i] >= 0.6
     )
     if prefix:
         label = prefix
-    elif repeat and (loud or busy):
+    elif repeat and (loud or busy or chorus):
         label = "instrumental hook" if has_lyrics and not lines else "chorus"
     elif loud or busy:
         label = "high-energy stretch"
