@@ -80,34 +80,44 @@ def choose_clip(
 def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
     """Where a clip could begin, moved off any word it would cut into: the starts of the sections that come back
     (downbeats) and the lines sung as they begin; without repeated sections, any beat or line start."""
-    raw = _repeat_starts(analysis, lyrics, latest)
-    if not raw:
-        raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
-    if not raw:
-        raw = [float(t) for t in np.arange(0.0, latest + 1e-9, FALLBACK_STEP)]
     spans = _WordSpans.of(lyrics)
+    beat = 60.0 / analysis.tempo if analysis.tempo > 0 else 0.5
+    # A section start inside a word moves to its line's start only if that is the section's pickup (a beat before
+    # at most): further back it would be the previous section's last line, and the section's own lines are there.
+    starts = _clear_of_words(_repeat_starts(analysis, lyrics, latest, beat), spans, latest, max_move=beat)
+    if not starts:
+        raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
+        if not raw:
+            raw = [float(t) for t in np.arange(0.0, latest + 1e-9, FALLBACK_STEP)]
+        starts = _clear_of_words(raw, spans, latest)
+    return starts or [0.0]
+
+
+def _clear_of_words(raw: Sequence[float], spans: _WordSpans, latest: float, max_move: float | None = None
+                    ) -> list[float]:
     starts = set()
     for t in raw:
         moved = spans.clear_of_words(t)
-        if moved is not None and 0.0 <= moved <= latest:
-            starts.add(round(moved, 3) if round(moved, 3) <= latest else moved)
-    return sorted(starts) or [0.0]
+        if moved is None or not 0.0 <= moved <= latest or (max_move is not None and abs(moved - t) > max_move):
+            continue
+        starts.add(round(moved, 3) if round(moved, 3) <= latest else moved)
+    return sorted(starts)
 
 
-def _repeat_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float) -> list[float]:
-    """Starts of the sections that repeat, and of lines that begin within a beat of one (a pickup into it).
+def _repeat_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest: float, beat: float) -> list[float]:
+    """Starts of the sections that repeat, and of lines sung into one (a beat before it to a bar after it).
 
     A one-off section (a loud bridge, a solo, a drop intro) is never a start, however loud: the hook is what
     comes back. Songs with no repeated section at all give nothing here, and the caller falls back to beats.
     """
-    beat = 60.0 / analysis.tempo if analysis.tempo > 0 else 0.5
+    bar = beat * max(1, analysis.beats_per_bar)
     starts: list[float] = []
     for section in analysis.sections:
         if section.count < 2 or section.start > latest:
             continue
         starts.append(section.start)
-        starts += [line.start for line in lyrics if abs(line.start - section.start) <= beat and line.start >= 0.0]
-    return [t for t in starts if t <= latest]
+        starts += [line.start for line in lyrics if section.start - beat <= line.start <= section.start + bar]
+    return [t for t in starts if 0.0 <= t <= latest]
 
 
 @dataclass(frozen=True)

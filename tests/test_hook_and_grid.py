@@ -1,0 +1,169 @@
+"""The hook and the beat grid on the generated song set (scripts/make_test_songs.py): choruses found by what
+repeats, one-off loud sections passed over, beats and bar lines against the known grid. Real files, real ffmpeg."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from bench.hook_eval import chorus_share, f_measure, inside_a_word, lyrics_of
+from pipeline.analyse_audio import SAMPLE_RATE, analyse_audio, analyse_samples
+from pipeline.choose_clip import choose_clip
+from pipeline.models import AudioAnalysis, LyricLine
+from scripts.make_test_songs import ONE_OFF_KINDS, SongTruth, generate
+
+CLIP = 15.0
+SEEDS = (0, 1)
+
+pytestmark = pytest.mark.slow  # ~5 s to make the songs and ~5 s to analyse them, once per session
+
+
+@dataclass(frozen=True)
+class Analysed:
+    truth: SongTruth
+    analysis: AudioAnalysis
+    lines: list[LyricLine]
+
+
+@pytest.fixture(scope="session")
+def song_set(tmp_path_factory: pytest.TempPathFactory) -> list[Analysed]:
+    folder = tmp_path_factory.mktemp("test-songs")
+    cache = folder / "cache"
+    out = []
+    for truth in generate(folder):
+        analysis = analyse_audio(folder / truth.audio, cache_dir=cache)
+        out.append(Analysed(truth, analysis, lyrics_of(folder, truth)))
+    # The cache gives back the same grid and sections, field for field.
+    for song in out[:3]:
+        assert analyse_audio(folder / song.truth.audio, cache_dir=cache) == song.analysis
+    return out
+
+
+def steady(song_set: list[Analysed]) -> list[Analysed]:
+    return [s for s in song_set if s.truth.steady]
+
+
+def test_the_set_is_what_the_issue_asks_for(song_set):
+    songs = steady(song_set)
+    assert len(songs) >= 12
+    tempos = [s.truth.bpm for s in songs]
+    assert min(tempos) <= 70 and max(tempos) >= 165
+    assert sum(s.truth.one_off_loudest for s in songs) >= 4
+    assert any(s.lines for s in songs) and any(not s.lines for s in songs)
+    assert any(s.truth.sections[0][0] == "chorus" for s in songs)  # chorus first
+    assert any(s.truth.choruses[0][0] > 30 for s in songs)  # late, after a long intro
+    for s in songs:
+        if s.lines:  # the chorus's lines come back word for word
+            texts = [line.text for line in s.lines if line.text]
+            assert len(set(texts)) < len(texts)
+
+
+def test_the_hook_is_a_chorus_even_where_a_one_off_is_louder(song_set):
+    picks = hits = 0
+    for song in steady(song_set):
+        one_offs = [(a, b) for k, a, b in song.truth.sections if k in ONE_OFF_KINDS]
+        for seed in SEEDS:
+            clip = choose_clip(song.analysis, song.lines, clip_seconds=CLIP, rng=random.Random(seed))
+            picks += 1
+            hits += chorus_share(clip.start, clip.duration, song.truth.choruses) >= 0.5
+            assert chorus_share(clip.start, clip.duration, one_offs) < 0.5, (song.truth.name, clip)
+    assert hits / picks >= 0.95, f"{hits} of {picks} picks in a chorus"
+
+
+def test_the_clip_starts_on_a_bar_line_or_a_sung_line_and_never_mid_word(song_set):
+    for song in steady(song_set):
+        line_starts = {line.start for line in song.lines}
+        for seed in range(4):
+            for prefer_lyrics in (False, True):
+                clip = choose_clip(song.analysis, song.lines, clip_seconds=CLIP, rng=random.Random(seed),
+                                   prefer_lyrics=prefer_lyrics)
+                assert clip.start in song.analysis.downbeats or clip.start in line_starts, (song.truth.name, clip)
+                assert not inside_a_word(clip.start, song.lines)
+                # a section start: the start of a section that repeats, or a line sung into one (a beat before
+                # its first bar line to a bar after it)
+                beat = 60.0 / song.analysis.tempo
+                bar = beat * song.analysis.beats_per_bar
+                assert any(-beat <= clip.start - s.start <= bar and s.count >= 2 for s in song.analysis.sections), (
+                    song.truth.name, clip.start, [(s.start, s.count) for s in song.analysis.sections])
+
+
+def test_a_batch_draws_among_the_returns_of_the_chorus(song_set):
+    varied = 0
+    for song in steady(song_set):
+        starts = {choose_clip(song.analysis, song.lines, clip_seconds=CLIP, rng=random.Random(seed)).start
+                  for seed in range(10)}
+        assert all(chorus_share(t, CLIP, song.truth.choruses) >= 0.5 for t in starts), song.truth.name
+        varied += len(starts) >= 2
+    assert varied >= len(steady(song_set)) - 1, "nearly every song has two or more choruses to draw from"
+
+
+def test_beats_and_bar_lines_match_the_known_grid(song_set):
+    beat_f, downbeat_f = [], []
+    for song in steady(song_set):
+        a, t = song.analysis, song.truth
+        assert a.steady_beat
+        assert abs(a.tempo - t.bpm) / t.bpm < 0.03, (t.name, a.tempo)
+        assert a.beats_per_bar == t.beats_per_bar, t.name
+        assert set(a.downbeats) <= set(a.beats)
+        beat_f.append(f_measure(a.beats, t.beats))
+        downbeat_f.append(f_measure(a.downbeats, t.downbeats))
+    assert np.mean(beat_f) >= 0.9 and min(beat_f) >= 0.8, beat_f
+    assert np.mean(downbeat_f) >= 0.8 and min(downbeat_f) >= 0.6, downbeat_f
+
+
+def test_sections_find_each_chorus_and_keep_the_one_offs_apart(song_set):
+    for song in steady(song_set):
+        sections = song.analysis.sections
+        bar = song.truth.beats_per_bar * 60.0 / song.truth.bpm
+        assert sections and all(a.end <= b.start + 1e-6 for a, b in zip(sections, sections[1:], strict=False))
+        for start, _ in song.truth.choruses:
+            assert any(abs(s.start - start) <= 1.01 * bar and s.count >= 2 for s in sections), (song.truth.name,
+                                                                                                 start)
+        for kind, a, b in song.truth.sections:
+            if kind in ONE_OFF_KINDS:
+                repeated = sum(max(0.0, min(b, s.end) - max(a, s.start)) for s in sections if s.count >= 2)
+                assert repeated < 0.25 * (b - a), (song.truth.name, kind)
+        assert any(s.label == "chorus" for s in sections)
+
+
+def test_a_song_without_a_steady_beat_has_no_grid(song_set):
+    ambient = next(s for s in song_set if not s.truth.steady)
+    a = ambient.analysis
+    assert not a.steady_beat and a.downbeats == () and a.beats == () and a.tempo == 0.0
+    clip = choose_clip(a, [], clip_seconds=CLIP, rng=random.Random(0))
+    assert 0.0 <= clip.start <= a.duration - CLIP
+
+
+def test_silence_has_no_grid_and_no_sections():
+    a = analyse_samples(np.zeros(10 * SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
+    assert (a.steady_beat, a.downbeats, a.sections, a.tempo) == (False, (), (), 0.0)
+
+
+def test_a_bar_with_a_beat_missing_moves_the_bar_lines_after_it():
+    """A click track in 4/4 (accented bar lines, a chord change per bar) where one bar has three beats, as when a
+    band skips a beat: the beat goes on evenly, but every bar line after the short bar comes a beat earlier."""
+    sr = SAMPLE_RATE
+    beat = 0.5
+    times = [0.5 + k * beat for k in range(96)]
+    position = [k % 4 if k < 50 else (k + 1) % 4 for k in range(96)]  # the bar from beat 48 has three beats
+    bars = [t for t, p in zip(times, position, strict=True) if p == 0]
+    y = np.zeros(int((times[-1] + 2) * sr))
+    chords = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (174.6, 220.0, 261.6), (164.8, 207.7, 246.9)]
+    t = np.arange(int(0.12 * sr)) / sr
+    click = np.sin(2 * np.pi * 60 * t) * np.exp(-t / 0.03)
+    for at, p in zip(times, position, strict=True):
+        n = int(at * sr)
+        y[n : n + click.size] += (1.0 if p == 0 else 0.5) * click
+    for k, at in enumerate(bars):
+        n, m = int(at * sr), int((bars[k + 1] if k + 1 < len(bars) else at + 4 * beat) * sr)
+        span = np.arange(m - n) / sr
+        y[n:m] += sum(0.1 * np.sin(2 * np.pi * f * span) for f in chords[k % 4])
+    a = analyse_samples(y.astype(np.float32), sr)
+    assert a.steady_beat and a.beats_per_bar == 4
+    assert f_measure(a.beats, times) >= 0.95
+    short_bar_end = times[51]
+    assert f_measure([d for d in a.downbeats if d > short_bar_end], [b for b in bars if b > short_bar_end]) >= 0.9
+    assert f_measure(a.downbeats, bars) >= 0.9
