@@ -233,26 +233,25 @@ def _spectral_features(padded: np.ndarray, n_fine: int, sample_rate: int
     """
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::FINE_HOP][:n_fine]
     window = np.hanning(N_FFT).astype(np.float32)
-    chroma_map, band_map = _bin_maps(sample_rate)
+    both_maps = np.hstack(_bin_maps(sample_rate))  # one product gives chroma and bands
     low_bins = int(np.searchsorted(np.fft.rfftfreq(N_FFT, 1.0 / sample_rate), LOW_BAND_HZ))
     flux = np.zeros(n_fine)
     low_flux = np.zeros(n_fine)
-    chroma = np.zeros((n_fine, 12))
-    bands = np.zeros((n_fine, 12))
+    energies = np.zeros((n_fine, 24))
     previous: np.ndarray | None = None
     chunk = 2048  # frames per FFT batch: bounds memory to a few MB whatever the song's length
     for lo in range(0, n_fine, chunk):
-        mag = np.abs(np.fft.rfft(frames[lo : lo + chunk] * window, axis=1)).astype(np.float32)
-        power = np.square(mag)
-        chroma[lo : lo + chunk] = power @ chroma_map
-        bands[lo : lo + chunk] = power @ band_map
-        log_mag = np.log1p(mag)
-        before = np.vstack([log_mag[:1] if previous is None else previous, log_mag[:-1]])
-        rise = np.maximum(log_mag - before, 0.0)
-        flux[lo : lo + chunk] = rise.sum(axis=1)
+        mag = np.abs(np.fft.rfft(frames[lo : lo + chunk] * window, axis=1)).astype(np.float32, copy=False)
+        energies[lo : lo + chunk] = np.square(mag) @ both_maps
+        log_mag = np.log1p(mag, out=mag)
+        rise = np.empty_like(log_mag)
+        rise[0] = log_mag[0] - (log_mag[0] if previous is None else previous)
+        np.subtract(log_mag[1:], log_mag[:-1], out=rise[1:])
+        np.maximum(rise, 0.0, out=rise)
         low_flux[lo : lo + chunk] = rise[:, :low_bins].sum(axis=1)
-        previous = log_mag[-1:]
-    return flux, low_flux, chroma, bands
+        flux[lo : lo + chunk] = rise.sum(axis=1)
+        previous = log_mag[-1].copy()
+    return flux, low_flux, energies[:, :12], energies[:, 12:]
 
 
 # ---- cache ----------------------------------------------------------------------------------------------------
