@@ -21,6 +21,8 @@ NEAR_REPEAT_SIMILARITY = 0.92
 GAP_ALLOWANCE = 0.25  # one bar this much below the threshold does not break a run (a fill, a crash)
 MIN_REPEAT_BARS = 4
 MIN_REPEAT_LAG_BARS = 2
+LEVEL_STEP = 0.12  # of the song's loudest (rms 0..1): a step this big between two bars' means is a new section
+LEVEL_STEP_BARS = 2  # bars averaged either side of a level step
 CHROMA_WEIGHT, TIMBRE_WEIGHT, LEVEL_WEIGHT = 0.6, 0.3, 0.1
 
 
@@ -62,7 +64,7 @@ def find_sections(features: np.ndarray, bar_starts: np.ndarray, song_end: float,
     for i0, i1, lag, _ in stripes:
         covered[i0:i1] = True
         covered[i0 + lag : i1 + lag] = True
-    segments = _segments(novelty_bounds, stripes, covered)
+    segments = _segments(novelty_bounds, _level_steps(loudness), stripes, covered)
     groups, match = _group(segments, stripes, covered)
     counts = {g: groups.count(g) for g in set(groups)}
     energy = [float(np.mean(loudness[a:b])) for a, b in segments]
@@ -117,8 +119,21 @@ def _stripes(similarity: np.ndarray) -> list[Stripe]:
     return found
 
 
-def _segments(novelty_bounds: list[int], stripes: list[Stripe], covered: np.ndarray) -> list[tuple[int, int]]:
-    """Repeated stretches cut where their repeats start and end; the rest cut at novelty peaks."""
+def _level_steps(loudness: np.ndarray) -> list[int]:
+    """Bar lines where the level steps up or down and stays there (a chorus coming in after its verse)."""
+    w = LEVEL_STEP_BARS
+    n = loudness.size
+    step = np.zeros(n)
+    for k in range(w, n - w + 1):
+        step[k] = abs(float(loudness[k : k + w].mean() - loudness[k - w : k].mean()))
+    return [k for k in range(w, n - w + 1)
+            if step[k] >= LEVEL_STEP and step[k] >= step[max(0, k - 1) : k + 2].max()]
+
+
+def _segments(novelty_bounds: list[int], level_steps: list[int], stripes: list[Stripe], covered: np.ndarray
+              ) -> list[tuple[int, int]]:
+    """Repeated stretches cut where their repeats start and end, and where their level steps (a verse and its
+    chorus that come back together, in one stripe); the rest cut at novelty peaks."""
     n = covered.size
     firm = {0, n}
     for i0, i1, lag, _ in stripes:
@@ -129,6 +144,9 @@ def _segments(novelty_bounds: list[int], stripes: list[Stripe], covered: np.ndar
         if not cuts or k - cuts[-1] >= MIN_SECTION_BARS:
             cuts.append(k)
     cuts[-1] = n
+    for k in level_steps:
+        if covered[k] and all(abs(k - c) >= MIN_SECTION_BARS for c in cuts):
+            cuts.append(k)
     # Novelty only cuts new material, and only away from the firm cuts.
     for k in novelty_bounds:
         if not covered[k] and all(abs(k - c) >= MIN_SECTION_BARS for c in cuts):

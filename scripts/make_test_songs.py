@@ -55,6 +55,7 @@ class SongSpec:
     key: int = 57  # MIDI note of the tonic (A3)
     seed: int = 0
     pickup: bool = False  # sung lines start half a beat before the bar, as singers often do
+    verse_tune: bool = False  # every verse has the same tune (with new words), as in most songs
     fmt: str = "flac"
 
 
@@ -85,7 +86,7 @@ def _kinds_with(*, verse: int = 8, chorus: int = 8) -> tuple[tuple[str, int], ..
 
 
 SONGS: tuple[SongSpec, ...] = (
-    SongSpec("pop-96", 96, _kinds_with(), vocals=True, seed=1, fmt="mp3"),
+    SongSpec("pop-96", 96, _kinds_with(), vocals=True, verse_tune=True, seed=1, fmt="mp3"),
     SongSpec("chorus-first-128", 128, (("chorus", 8), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8),
                                        ("outro", 2)), vocals=True, seed=2, key=60),
     SongSpec("late-chorus-84", 84, (("intro", 4), ("verse", 8), ("verse", 8), ("bridge", 4), ("chorus", 8),
@@ -93,23 +94,24 @@ SONGS: tuple[SongSpec, ...] = (
     SongSpec("long-intro-112", 112, (("intro", 16), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8)),
              vocals=True, seed=4, key=62, pickup=True),
     SongSpec("loud-bridge-120", 120, (("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("loud_bridge", 8),
-                                      ("chorus", 8)), vocals=True, seed=5, key=58),
+                                      ("chorus", 8)), vocals=True, verse_tune=True, seed=5, key=58),
     SongSpec("loud-outro-140", 140, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8),
                                      ("loud_outro", 16)), seed=6, key=53, fmt="mp3"),
     SongSpec("drop-intro-150", 150, (("drop", 16), ("verse", 8), ("chorus", 12), ("verse", 8), ("chorus", 12)),
              vocals=True, seed=7, key=57),
     SongSpec("solo-105", 105, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("solo", 8), ("chorus", 8),
-                               ("outro", 4)), vocals=True, seed=8, key=52, pickup=True),
+                               ("outro", 4)), vocals=True, verse_tune=True, seed=8, key=52, pickup=True),
     SongSpec("fast-168", 168, (("intro", 8), ("verse", 16), ("chorus", 16), ("verse", 16), ("chorus", 16),
-                               ("chorus", 16)), seed=9, key=64),
+                               ("chorus", 16)), verse_tune=True, seed=9, key=64),
     SongSpec("ballad-70", 70, (("verse", 4), ("chorus", 4), ("verse", 4), ("chorus", 4), ("outro", 2)), vocals=True,
              seed=10, key=55),
     SongSpec("waltz-90", 90, (("intro", 4), ("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8)),
-             beats_per_bar=3, seed=11, key=60),
+             beats_per_bar=3, verse_tune=True, seed=11, key=60),
     SongSpec("loud-bridge-160", 160, (("verse", 16), ("chorus", 16), ("verse", 16), ("loud_bridge", 16),
-                                      ("chorus", 16), ("outro", 4)), seed=12, key=59),
+                                      ("chorus", 16), ("outro", 4)), verse_tune=True, seed=12, key=59),
     SongSpec("three-choruses-100", 100, (("intro", 2), ("chorus", 8), ("verse", 8), ("chorus", 8), ("bridge", 4),
-                                         ("verse", 8), ("chorus", 8)), vocals=True, seed=13, key=56, fmt="mp3"),
+                                         ("verse", 8), ("chorus", 8)), vocals=True, verse_tune=True, seed=13, key=56,
+             fmt="mp3"),
     SongSpec("solo-late-132", 132, (("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("solo", 16),
                                     ("outro", 4)), seed=14, key=61),
 )
@@ -128,8 +130,9 @@ def _decay(n: int, seconds: float) -> np.ndarray:
 
 
 @cache
-def _drum(name: str) -> np.ndarray:
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
+def _drum(name: str, variant: int = 0) -> np.ndarray:
+    """A drum hit; each variant is the same drum with its own noise, as no two real hits are alike."""
+    rng = np.random.default_rng([zlib.crc32(name.encode()), variant])
     if name == "kick":
         t = np.arange(int(0.3 * SR)) / SR
         return np.sin(2 * np.pi * np.cumsum(45 + 90 * np.exp(-t / 0.03)) / SR) * np.exp(-t / 0.12)
@@ -241,42 +244,57 @@ def _melody(spec: SongSpec, kind: str, bars: int, rng: np.random.Generator) -> l
 
 
 def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, buf: np.ndarray,
-            lines: list[tuple[float, str]]) -> None:
-    """Mix one section into `buf` from `start`; choruses (and every other kind but verses) repeat note for note."""
+            lines: list[tuple[float, str]], *, last: bool = False) -> None:
+    """Mix one section into `buf` from `start`. Choruses (and every other kind but verses) come back with the same
+    chords and tune, played by a human: every hit a few ms off the grid, every note a little louder or softer,
+    every drum hit its own noise; the last chorus adds a layer (a bigger final chorus)."""
     a = ARRANGEMENT[kind]
     beat = 60.0 / spec.bpm
     bpb = spec.beats_per_bar
     same = kind != "verse"
-    rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), 0 if same else instance])
+    tune = 0 if same or spec.verse_tune else instance
+    rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), tune])
+    feel = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), instance, 7])
     bar_n = int(round(bpb * beat * SR))
+
+    def play(at: float, sound: np.ndarray, gain: float, jitter: float = 0.005) -> None:
+        _add(buf, at + float(np.clip(feel.normal(0, jitter), -2.5 * jitter, 2.5 * jitter)), sound,
+             gain * float(feel.uniform(0.85, 1.15)))
+
+    def drum(name: str) -> np.ndarray:
+        return _drum(name, int(feel.integers(4)))
+
+    big_finish = last and kind == "chorus"
     for b in range(bars):
         t_bar = start + b * bpb * beat
         chord = _chord(spec, kind, b)
         for note in (*chord, chord[0] + 12):
-            _add(buf, t_bar, _tone(note, bar_n, "pad"), a["pad"] / 4)
+            play(t_bar, _tone(note, bar_n, "pad"), a["pad"] / 4, jitter=0.002)
         for k in range(bpb):
             t = t_bar + k * beat
             if a["bass"]:
-                _add(buf, t, _tone(chord[0] - 12, int(beat * SR), "bass"), a["bass"])
+                play(t, _tone(chord[0] - 12, int(beat * SR), "bass"), a["bass"])
             if a["kick"] and (k == 0 or (bpb == 4 and k == 2) or (kind == "drop")):
-                _add(buf, t, _drum("kick"), a["kick"])
+                play(t, drum("kick"), a["kick"])
             if a["snare"] and ((bpb == 4 and k in (1, 3)) or (bpb == 3 and k in (1, 2))):
-                _add(buf, t, _drum("snare"), a["snare"] * (1.0 if bpb == 4 or k == 1 else 0.6))
+                play(t, drum("snare"), a["snare"] * (1.0 if bpb == 4 or k == 1 else 0.6))
             for h in range(a["hat_div"]):
                 if a["hats"]:
-                    _add(buf, t + h * beat / a["hat_div"], _drum("hat"), a["hats"] * (1.0 if h == 0 else 0.6))
+                    play(t + h * beat / a["hat_div"], drum("hat"), a["hats"] * (1.0 if h == 0 else 0.6))
             if a["arp"]:
                 tone = (*chord, chord[0] + 12)[k % 4] + 12
-                _add(buf, t, _tone(tone, int(beat * SR), "pluck"), a["arp"])
+                play(t, _tone(tone, int(beat * SR), "pluck"), a["arp"])
+                if big_finish:
+                    play(t + beat / 2, _tone(tone + 12, int(beat * SR / 2), "pluck"), 0.8 * a["arp"])
         if kind in ONE_OFF_KINDS or (kind == "chorus" and b == 0):
-            _add(buf, t_bar, _drum("crash"), 0.2)
+            play(t_bar, drum("crash"), 0.2)
     if not a["lead"]:
         return
     melody = _melody(spec, kind, bars, rng)
     sung = spec.vocals and kind in ("verse", "chorus")
     if not sung:
         for at, length, pitch in melody:
-            _add(buf, start + at * beat, _tone(pitch, int(length * beat * SR), a["inst"]), a["lead"])
+            play(start + at * beat, _tone(pitch, int(length * beat * SR), a["inst"]), a["lead"], jitter=0.01)
         return
     # One word per note; a new line at each phrase (two bars).
     line_words: list[str] = []
@@ -291,7 +309,7 @@ def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, b
             phrase, line_words, line_start = this_phrase, [], round(start + at * beat, 3)
         word = str(word_rng.choice(WORDS))
         line_words.append(word)
-        _add(buf, start + at * beat, _voice(pitch - 12, int(length * beat * SR), word, rng), a["lead"] * 1.2)
+        play(start + at * beat, _voice(pitch - 12, int(length * beat * SR), word, feel), a["lead"] * 1.2, jitter=0.01)
     if line_words:
         lines.append((line_start, " ".join(line_words)))
 
@@ -307,10 +325,11 @@ def build(spec: SongSpec) -> tuple[np.ndarray, SongTruth, list[tuple[float, str]
     lines: list[tuple[float, str]] = []
     t = LEAD_IN
     seen: dict[str, int] = {}
+    choruses = sum(kind == "chorus" for kind, _ in spec.layout)
     for kind, bars in spec.layout:
         instance = seen.get(kind, 0)
         seen[kind] = instance + 1
-        _render(spec, kind, bars, t, instance, buf, lines)
+        _render(spec, kind, bars, t, instance, buf, lines, last=kind == "chorus" and instance == choruses - 1)
         end = t + bars * bpb * beat
         sections.append((kind, round(t, 4), round(end, 4)))
         t = end
