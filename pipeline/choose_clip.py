@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,13 +60,15 @@ def choose_clip(
     duration = analysis.duration
     weights = LYRIC_WEIGHTS if prefer_lyrics else WEIGHTS
     words = _word_times(lyrics)
+    refrains = _refrain_lines(lyrics)
 
     if duration <= clip_seconds:
-        windows = _measure(analysis, np.array([0.0]), duration, words)
+        windows = _measure(analysis, np.array([0.0]), duration, words, refrains)
         return _choice(lyrics, windows, 0, duration, weights, prefix="whole song (shorter than the clip)")
 
     latest = duration - clip_seconds
-    windows = _measure(analysis, np.array(_candidate_starts(analysis, lyrics, latest)), clip_seconds, words)
+    windows = _measure(analysis, np.array(_candidate_starts(analysis, lyrics, latest)), clip_seconds, words,
+                       refrains)
     scores = windows.scores(weights)
     if float(scores.max() - scores.min()) < 1e-9:
         # Nothing stands out (silence, a drone): the top of the song is as good as anywhere, and predictable.
@@ -178,7 +182,19 @@ def _spread(x: np.ndarray) -> np.ndarray:
     return (x - low) / (high - low)
 
 
-def _measure(analysis: AudioAnalysis, starts: np.ndarray, length: float, words: np.ndarray) -> _Windows:
+def _refrain_lines(lyrics: Sequence[LyricLine]) -> tuple[np.ndarray, np.ndarray]:
+    """Every sung line's start, sorted, and whether its words come back elsewhere in the song (1.0) or not."""
+    def key(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+    sung = sorted((line.start, key(line.text)) for line in lyrics if key(line.text))
+    counts = Counter(text for _, text in sung)
+    return (np.array([t for t, _ in sung], dtype=float),
+            np.array([1.0 if counts[text] >= 2 else 0.0 for _, text in sung]))
+
+
+def _measure(analysis: AudioAnalysis, starts: np.ndarray, length: float, words: np.ndarray,
+             refrains: tuple[np.ndarray, np.ndarray]) -> _Windows:
     hop = analysis.hop_seconds
     loud = _window_means(analysis.rms, hop, starts, length)
     before_start = np.maximum(starts - LIFT_SECONDS, 0.0)
@@ -191,10 +207,23 @@ def _measure(analysis: AudioAnalysis, starts: np.ndarray, length: float, words: 
         starts=starts,
         loud=_spread(loud),
         busy=_spread(_window_means(analysis.onset, hop, starts, length)),
-        repeat=np.clip(_window_means(analysis.repetition, hop, starts, length), 0.0, 1.0),
+        repeat=_repeat_quality(analysis, starts, length, refrains),
         lyrics=per_second / peak if peak > 0 else np.zeros(starts.size),
         lift=lift,
     )
+
+
+def _repeat_quality(analysis: AudioAnalysis, starts: np.ndarray, length: float,
+                    refrains: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """How much the window is music that comes back; with lyrics, half of it is how many of its lines do."""
+    heard = np.clip(_window_means(analysis.repetition, analysis.hop_seconds, starts, length), 0.0, 1.0)
+    times, repeated = refrains
+    if not repeated.any():
+        return heard
+    summed = np.concatenate([[0.0], np.cumsum(repeated)])
+    lo, hi = np.searchsorted(times, starts), np.searchsorted(times, starts + length)
+    share = np.where(hi > lo, (summed[hi] - summed[lo]) / np.maximum(hi - lo, 1), 0.0)
+    return 0.5 * heard + 0.5 * share
 
 
 def _group_scores(analysis: AudioAnalysis, starts: np.ndarray, scores: np.ndarray) -> np.ndarray:

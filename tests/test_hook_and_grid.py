@@ -12,7 +12,8 @@ import pytest
 from bench.hook_eval import chorus_share, f_measure, inside_a_word, lyrics_of
 from pipeline.analyse_audio import SAMPLE_RATE, analyse_audio, analyse_samples
 from pipeline.choose_clip import choose_clip
-from pipeline.models import AudioAnalysis, LyricLine
+from pipeline.lyrics import parse_lrc
+from pipeline.models import AudioAnalysis, LyricLine, Section
 from scripts.make_test_songs import ONE_OFF_KINDS, SongTruth, generate
 
 CLIP = 15.0
@@ -167,3 +168,31 @@ def test_a_bar_with_a_beat_missing_moves_the_bar_lines_after_it():
     short_bar_end = times[51]
     assert f_measure([d for d in a.downbeats if d > short_bar_end], [b for b in bars if b > short_bar_end]) >= 0.9
     assert f_measure(a.downbeats, bars) >= 0.9
+
+
+def test_lines_that_come_back_make_the_hook_when_the_music_cannot_tell():
+    """Verses and choruses that both repeat and sound alike: the chorus is where the words repeat too."""
+    hop, duration = 0.05, 120.0
+    frames = round(duration / hop)
+    t = np.arange(frames) * hop
+    layout = [("verse", 0.0, 20.0, 0), ("chorus", 20.0, 40.0, 1), ("verse", 40.0, 60.0, 0),
+              ("chorus", 60.0, 80.0, 1), ("outro", 80.0, 120.0, 2)]
+    sections = tuple(Section(start=a, end=b, group=g, count=1 if g == 2 else 2, label="verse", energy=0.5,
+                             similarity=0.0 if g == 2 else 0.95) for _, a, b, g in layout)
+    level = np.where(t < 80.0, 0.5, 0.1)
+    beats = tuple(np.round(np.arange(0.0, duration, 0.5), 3).tolist())
+    analysis = AudioAnalysis(duration=duration, hop_seconds=hop, rms=tuple(level), onset=tuple(level), beats=beats,
+                             tempo=120.0, repetition=tuple(np.where(t < 80.0, 0.95, 0.0)), downbeats=beats[::4],
+                             beats_per_bar=4, steady_beat=True, sections=sections)
+    def stamp(seconds: float) -> str:
+        return f"[{int(seconds // 60):02d}:{seconds % 60:05.2f}]"
+
+    lrc = []
+    for kind, a, b, _ in layout[:4]:
+        for k, at in enumerate(np.arange(a, b, 4.0)):
+            words = "we rise again tonight" if kind == "chorus" else f"verse line {int(at)} number {k}"
+            lrc.append(f"{stamp(at)}{words}")
+    lines = parse_lrc("\n".join(lrc) + f"\n{stamp(80.0)}\n")
+    for seed in range(10):
+        clip = choose_clip(analysis, lines, clip_seconds=CLIP, rng=random.Random(seed))
+        assert clip.start in (20.0, 60.0), (seed, clip)
