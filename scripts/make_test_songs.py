@@ -243,28 +243,41 @@ def _melody(spec: SongSpec, kind: str, bars: int, rng: np.random.Generator) -> l
     return notes
 
 
+@dataclass
+class _Player:
+    """Plays sounds into the song like a person: every hit a few ms off the grid, a little louder or softer, and
+    every drum hit with its own noise."""
+
+    buf: np.ndarray
+    feel: np.random.Generator
+
+    def play(self, at: float, sound: np.ndarray, gain: float, jitter: float = 0.005) -> None:
+        offset = float(np.clip(self.feel.normal(0, jitter), -2.5 * jitter, 2.5 * jitter))
+        _add(self.buf, at + offset, sound, gain * float(self.feel.uniform(0.85, 1.15)))
+
+    def drum(self, name: str) -> np.ndarray:
+        return _drum(name, int(self.feel.integers(4)))
+
+
 def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, buf: np.ndarray,
             lines: list[tuple[float, str]], *, last: bool = False) -> None:
     """Mix one section into `buf` from `start`. Choruses (and every other kind but verses) come back with the same
-    chords and tune, played by a human: every hit a few ms off the grid, every note a little louder or softer,
-    every drum hit its own noise; the last chorus adds a layer (a bigger final chorus)."""
+    chords and tune, played by a human; the last chorus adds a layer (a bigger final chorus)."""
+    tune = 0 if kind != "verse" or spec.verse_tune else instance
+    rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), tune])
+    player = _Player(buf, np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), instance, 7]))
+    _render_band(spec, kind, bars, start, player, big_finish=last and kind == "chorus")
+    if ARRANGEMENT[kind]["lead"]:
+        _render_tune(spec, kind, _melody(spec, kind, bars, rng), start, instance, player, lines)
+
+
+def _render_band(spec: SongSpec, kind: str, bars: int, start: float, player: _Player, *, big_finish: bool) -> None:
+    """Pads, bass, drums and arpeggio, bar by bar."""
     a = ARRANGEMENT[kind]
     beat = 60.0 / spec.bpm
     bpb = spec.beats_per_bar
-    same = kind != "verse"
-    tune = 0 if same or spec.verse_tune else instance
-    rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), tune])
-    feel = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), instance, 7])
     bar_n = int(round(bpb * beat * SR))
-
-    def play(at: float, sound: np.ndarray, gain: float, jitter: float = 0.005) -> None:
-        _add(buf, at + float(np.clip(feel.normal(0, jitter), -2.5 * jitter, 2.5 * jitter)), sound,
-             gain * float(feel.uniform(0.85, 1.15)))
-
-    def drum(name: str) -> np.ndarray:
-        return _drum(name, int(feel.integers(4)))
-
-    big_finish = last and kind == "chorus"
+    play, drum = player.play, player.drum
     for b in range(bars):
         t_bar = start + b * bpb * beat
         chord = _chord(spec, kind, b)
@@ -288,28 +301,32 @@ def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, b
                     play(t + beat / 2, _tone(tone + 12, int(beat * SR / 2), "pluck"), 0.8 * a["arp"])
         if kind in ONE_OFF_KINDS or (kind == "chorus" and b == 0):
             play(t_bar, drum("crash"), 0.2)
-    if not a["lead"]:
-        return
-    melody = _melody(spec, kind, bars, rng)
-    sung = spec.vocals and kind in ("verse", "chorus")
-    if not sung:
+
+
+def _render_tune(spec: SongSpec, kind: str, melody: list[tuple[float, float, int]], start: float, instance: int,
+                 player: _Player, lines: list[tuple[float, str]]) -> None:
+    """The lead: an instrument, or (verses and choruses of songs with vocals) a singer, one word per note and a
+    new line at each phrase (two bars), the lines appended to `lines`."""
+    a = ARRANGEMENT[kind]
+    beat = 60.0 / spec.bpm
+    if not (spec.vocals and kind in ("verse", "chorus")):
         for at, length, pitch in melody:
-            play(start + at * beat, _tone(pitch, int(length * beat * SR), a["inst"]), a["lead"], jitter=0.01)
+            player.play(start + at * beat, _tone(pitch, int(length * beat * SR), a["inst"]), a["lead"], jitter=0.01)
         return
-    # One word per note; a new line at each phrase (two bars).
     line_words: list[str] = []
-    line_start = None
+    line_start = 0.0
     phrase = None
-    word_rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), 1 if same else 100 + instance])
+    word_rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), 1 if kind != "verse" else 100 + instance])
     for at, length, pitch in melody:
-        this_phrase = int((at + 0.5) // (2 * bpb))
+        this_phrase = int((at + 0.5) // (2 * spec.beats_per_bar))
         if this_phrase != phrase:
             if line_words:
                 lines.append((line_start, " ".join(line_words)))
             phrase, line_words, line_start = this_phrase, [], round(start + at * beat, 3)
         word = str(word_rng.choice(WORDS))
         line_words.append(word)
-        play(start + at * beat, _voice(pitch - 12, int(length * beat * SR), word, feel), a["lead"] * 1.2, jitter=0.01)
+        voice = _voice(pitch - 12, int(length * beat * SR), word, player.feel)
+        player.play(start + at * beat, voice, a["lead"] * 1.2, jitter=0.01)
     if line_words:
         lines.append((line_start, " ".join(line_words)))
 
@@ -431,7 +448,8 @@ def main() -> None:
         sys.exit("usage: make_test_songs.py OUT_DIR")
     for truth in generate(Path(sys.argv[1])):
         flag = " (loudest section is a one-off)" if truth.one_off_loudest else ""
-        print(f"{truth.name}: {truth.duration:.1f} s, {truth.bpm:g} BPM, {truth.beats_per_bar}/4{flag}")
+        grid = f"{truth.bpm:g} BPM, {truth.beats_per_bar}/4" if truth.steady else "no steady beat"
+        print(f"{truth.name}: {truth.duration:.1f} s, {grid}{flag}")
 
 
 if __name__ == "__main__":
