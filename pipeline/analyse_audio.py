@@ -1,6 +1,7 @@
-"""What a song sounds like over time (loudness, onsets, beats, repetition), measured with numpy alone.
+"""What a song sounds like over time (loudness, onsets, beats and bars, sections and what repeats), in numpy.
 
-The clip chooser and the audio-reactive motion read it; results are cached by the file's content hash.
+Features here; the beat grid in pipeline.beat_grid, the sections in pipeline.song_sections. The clip chooser, the
+edit and the audio-reactive motion read it; results are cached by the file's content hash.
 """
 
 from __future__ import annotations
