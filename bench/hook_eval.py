@@ -113,7 +113,7 @@ def evaluate(folder: Path, truths: Sequence[SongTruth], analyse: Analyser) -> di
         "mid_word": mid_word,
         "beat_f": float(np.mean([r["beat_f"] for r in scored])),
         "downbeat_f": float(np.mean([r["downbeat_f"] for r in scored])),
-        "ambient_steady": [r["steady"] for r in rows if r not in scored],
+        "no_beat_steady": {r["song"]: r["steady"] for r in rows if r not in scored},
     }
 
 
@@ -152,7 +152,7 @@ def report(name: str, result: dict) -> None:
     print(f"  hook: {result['hook_rate']:.1%} of {result['picks']} picks with >= half the clip in a chorus; "
           f"{result['on_grid']} start on a downbeat or line start; {result['mid_word']} mid-word")
     print(f"  beat F (+-70 ms): {result['beat_f']:.3f}   downbeat F: {result['downbeat_f']:.3f}   "
-          f"no-beat song steady_beat: {result['ambient_steady']}")
+          f"songs without a beat, steady_beat: {result['no_beat_steady']}")
 
 
 def _cpu_seconds() -> float:

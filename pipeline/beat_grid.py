@@ -23,6 +23,10 @@ DOUBLE_TEMPO_ALTERNATE = 0.3
 STEADY_AUTOCORRELATION = 0.15
 STEADY_BEAT_CONTRAST = 1.6
 MIN_STEADY_BEATS = 8
+DRIFT_WINDOW_SECONDS = 8.0
+DRIFT_RANGE = 1.4  # local periods are looked for between the song's period / 1.4 and x 1.4
+MAX_TEMPO_DRIFT = 0.05  # local beat periods spread wider than this (IQR / median): rubato, no grid to cut on
+DRIFT_MIN_PEAK = 0.1  # a window whose autocorrelation peaks lower has no beat of its own to measure
 BAR_LENGTHS = (4, 3)  # beats per bar tried, the first preferred
 THREE_FOUR_MARGIN = 1.3  # 3/4 must explain the chord changes this much better than 4/4 to be chosen
 PHASE_JUMP_PENALTY = 4.0  # in standard deviations of the downbeat evidence: a bar line moves only for a reason
@@ -64,8 +68,41 @@ def track_beats(onset: np.ndarray, low_onset: np.ndarray, frame_seconds: float) 
                 continue
         break
     steady = (strength >= STEADY_AUTOCORRELATION and beats.size >= MIN_STEADY_BEATS
-              and beat_contrast(onset, beats) >= STEADY_BEAT_CONTRAST)
+              and beat_contrast(onset, beats) >= STEADY_BEAT_CONTRAST
+              and tempo_drift(onset, period, frame_seconds) <= MAX_TEMPO_DRIFT)
     return 60.0 / (period * frame_seconds), beats, steady
+
+
+def tempo_drift(onset: np.ndarray, period: float, frame_seconds: float) -> float:
+    """How much the beat period wanders over the song: the spread (interquartile range over the median) of the
+    local period, from the onset autocorrelation in windows of DRIFT_WINDOW_SECONDS near the global `period`.
+
+    Rubato playing moves it by tens of percent; a band with a click or a steady drummer by one or two.
+    """
+    window = round(DRIFT_WINDOW_SECONDS / frame_seconds)
+    lo, hi = max(1, math.floor(period / DRIFT_RANGE)), math.ceil(period * DRIFT_RANGE)
+    if onset.size < window or hi * 2 >= window:
+        return 0.0
+    local = []
+    for start in range(0, onset.size - window + 1, window // 2):
+        part = onset[start : start + window] - onset[start : start + window].mean()
+        energy = float(np.dot(part, part))
+        if energy <= 1e-12:
+            continue
+        ac = np.array([float(np.dot(part[:-lag], part[lag:])) for lag in range(lo, hi + 1)]) / energy
+        best = int(np.argmax(ac))
+        if ac[best] < DRIFT_MIN_PEAK:
+            continue
+        offset = 0.0  # between whole lags (parabola through the peak), or a 15.5-frame beat would seem to wander
+        if 0 < best < ac.size - 1:
+            curvature = ac[best - 1] - 2 * ac[best] + ac[best + 1]
+            if curvature < 0:
+                offset = float(np.clip(0.5 * (ac[best - 1] - ac[best + 1]) / curvature, -0.5, 0.5))
+        local.append(lo + best + offset)  # a peak at the range's edge is a tempo far off the song's: it counts
+    if len(local) < 3:
+        return 0.0
+    q1, median, q3 = np.percentile(local, [25, 50, 75])
+    return float((q3 - q1) / median)
 
 
 def _tempo(onset: np.ndarray, frame_seconds: float) -> tuple[float, float] | None:

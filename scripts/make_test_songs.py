@@ -115,7 +115,7 @@ SONGS: tuple[SongSpec, ...] = (
     SongSpec("solo-late-132", 132, (("verse", 8), ("chorus", 8), ("verse", 8), ("chorus", 8), ("solo", 16),
                                     ("outro", 4)), seed=14, key=61),
 )
-AMBIENT = SongSpec("ambient-rubato", 0, (), seed=20)
+AMBIENT = SongSpec("ambient-swells", 0, (), seed=20)
 
 
 # ---- instruments ----------------------------------------------------------------------------------------------
@@ -385,6 +385,24 @@ def build_ambient(spec: SongSpec = AMBIENT, seconds: float = 60.0) -> tuple[np.n
     return samples, truth
 
 
+def build_rubato(seconds: float = 60.0, seed: int = 21) -> tuple[np.ndarray, SongTruth]:
+    """A pianist playing freely: a note on every beat, but the tempo swells and relaxes between 60 and 100 BPM."""
+    rng = np.random.default_rng(seed)
+    buf = np.zeros(int(seconds * SR) + 2 * SR)
+    t, n = 0.5, 0
+    while t < seconds - 1.0:
+        chord = _chord(AMBIENT, "verse", n // 4)
+        _add(buf, t, _tone(int(rng.choice(chord)) + 12, int(0.5 * SR), "pluck"), float(rng.uniform(0.25, 0.35)))
+        if n % 4 == 0:
+            _add(buf, t, _tone(chord[0] - 12, int(1.5 * SR), "bass"), 0.2)
+        t += 60.0 / (80.0 * (1 + 0.25 * np.sin(2 * np.pi * t / 20.0)))
+        n += 1
+    samples = (0.9 * buf[: int(seconds * SR)] / np.max(np.abs(buf))).astype(np.float32)
+    truth = SongTruth(name="rubato-piano", audio="rubato-piano.flac", lrc=None, bpm=0.0, beats_per_bar=4,
+                      duration=seconds, beats=[], downbeats=[], sections=[], steady=False)
+    return samples, truth
+
+
 def build_long(minutes: float = 10.0) -> np.ndarray:
     """A song of `minutes` (verse, chorus, bridge over and over) for the cost measurement."""
     bars = int(minutes * 60 / (4 * 60 / 120)) // 20
@@ -420,7 +438,7 @@ def write_audio(path: Path, samples: np.ndarray, ffmpeg: str) -> None:
 
 
 def generate(out_dir: Path, *, ffmpeg: str | None = None, specs: tuple[SongSpec, ...] = SONGS,
-             ambient: bool = True) -> list[SongTruth]:
+             ambient: bool = True) -> list[SongTruth]:  # ambient: also the two songs without a steady beat
     """Write every song (audio, .lrc, truth .json) into `out_dir`; return what is known about each."""
     if ffmpeg is None:
         import imageio_ffmpeg
@@ -435,9 +453,9 @@ def generate(out_dir: Path, *, ffmpeg: str | None = None, specs: tuple[SongSpec,
             (out_dir / truth.lrc).write_text(lrc_text(lines, truth.sections), encoding="utf-8")
         truths.append(truth)
     if ambient:
-        samples, truth = build_ambient()
-        write_audio(out_dir / truth.audio, samples, ffmpeg)
-        truths.append(truth)
+        for samples, truth in (build_ambient(), build_rubato()):
+            write_audio(out_dir / truth.audio, samples, ffmpeg)
+            truths.append(truth)
     for truth in truths:
         (out_dir / f"{truth.name}.json").write_text(json.dumps(asdict(truth), indent=1), encoding="utf-8")
     return truths
