@@ -115,8 +115,8 @@ def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
     onset = fine_onset.reshape(n_coarse, 2).max(axis=1)
     if replaced is not None:
         tempo, beat_frames = replaced.tempo, np.asarray(replaced.beat_frames, dtype=float)
-        steady = beat_frames.size >= beat_grid.MIN_STEADY_BEATS and beat_grid.beat_contrast(
-            fine_onset, beat_frames) >= beat_grid.STEADY_BEAT_CONTRAST
+        period = 60.0 / tempo / fine_seconds if tempo > 0 else 0.0
+        steady = beat_grid.is_steady(fine_onset, beat_frames, period, fine_seconds)
         if replaced.chroma is not None:
             chroma = _fit_frames(replaced.chroma, n_fine)
     else:

@@ -67,10 +67,15 @@ def track_beats(onset: np.ndarray, low_onset: np.ndarray, frame_seconds: float) 
                 beats = _follow(onset, period, start=beats[weak])
                 continue
         break
-    steady = (strength >= STEADY_AUTOCORRELATION and beats.size >= MIN_STEADY_BEATS
-              and beat_contrast(onset, beats) >= STEADY_BEAT_CONTRAST
-              and tempo_drift(onset, period, frame_seconds) <= MAX_TEMPO_DRIFT)
+    steady = strength >= STEADY_AUTOCORRELATION and is_steady(onset, beats, period, frame_seconds)
     return 60.0 / (period * frame_seconds), beats, steady
+
+
+def is_steady(onset: np.ndarray, beats: np.ndarray, period: float, frame_seconds: float) -> bool:
+    """Enough beats, onsets clearly stronger on them than elsewhere, and a tempo that does not wander."""
+    return (beats.size >= MIN_STEADY_BEATS and period > 0
+            and beat_contrast(onset, beats) >= STEADY_BEAT_CONTRAST
+            and tempo_drift(onset, period, frame_seconds) <= MAX_TEMPO_DRIFT)
 
 
 def tempo_drift(onset: np.ndarray, period: float, frame_seconds: float) -> float:
