@@ -113,11 +113,23 @@ def _repeat_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], latest:
 
     A one-off section (a loud bridge, a solo, a drop intro) is never a start, however loud: the hook is what
     comes back. Songs with no repeated section at all give nothing here, and the caller falls back to beats.
+    Inside a run of sections of one group (a chorus cut in pieces, a double chorus) a later piece starts a clip
+    only if the run still lasts the clip from there: a clip started half-way through a chorus runs out of it.
     """
     bar = beat * max(1, analysis.beats_per_bar)
+    clip_seconds = analysis.duration - latest
+    sections = analysis.sections
     starts: list[float] = []
-    for section in analysis.sections:
+    for i, section in enumerate(sections):
         if section.count < 2 or section.start > latest:
+            continue
+        run_end = section.end
+        for later in sections[i + 1 :]:
+            if later.group != section.group:
+                break
+            run_end = later.end
+        first_of_run = i == 0 or sections[i - 1].group != section.group
+        if not first_of_run and run_end - section.start < clip_seconds:
             continue
         starts.append(section.start)
         starts += [line.start for line in lyrics if section.start - beat <= line.start <= section.start + bar]
