@@ -173,20 +173,44 @@ def test_a_bar_with_a_beat_missing_moves_the_bar_lines_after_it():
     assert f_measure(a.downbeats, bars) >= 0.9
 
 
+def _hand_analysis(layout: list[tuple[str, float, float, int]], duration: float = 120.0,
+                   louder: str | None = None) -> AudioAnalysis:
+    """A made-up analysis at 120 BPM from (kind, start, end, group) sections: the repeated ones equally loud (the
+    kind `louder` a little louder), the one-offs quiet."""
+    hop = 0.05
+    t = np.arange(round(duration / hop)) * hop
+    counts = {g: sum(x[3] == g for x in layout) for _, _, _, g in layout}
+    sections = tuple(Section(start=a, end=b, group=g, count=counts[g], label=kind, energy=0.5,
+                             similarity=0.95 if counts[g] > 1 else 0.0) for kind, a, b, g in layout)
+    repeated = np.zeros(t.size, dtype=bool)
+    for section in sections:
+        repeated |= (t >= section.start) & (t < section.end) & (section.count > 1)
+    level = np.where(repeated, 0.5, 0.1)
+    for kind, a, b, _ in layout:
+        if kind == louder:
+            level[(t >= a) & (t < b)] = 0.6
+    beats = tuple(np.round(np.arange(0.0, duration, 0.5), 3).tolist())
+    return AudioAnalysis(duration=duration, hop_seconds=hop, rms=tuple(level), onset=tuple(level), beats=beats,
+                         tempo=120.0, repetition=tuple(np.where(repeated, 0.95, 0.0)), downbeats=beats[::4],
+                         beats_per_bar=4, steady_beat=True, sections=sections)
+
+
+def test_a_clip_does_not_start_in_a_piece_of_a_chorus_too_short_to_hold_it():
+    """A chorus found in two pieces (20-30, 30-40): a 15 s clip from 30 would leave it after 10 s."""
+    analysis = _hand_analysis([("verse", 0.0, 20.0, 0), ("chorus", 20.0, 30.0, 1), ("chorus", 30.0, 40.0, 1),
+                               ("verse", 40.0, 60.0, 0), ("chorus", 60.0, 80.0, 1), ("outro", 80.0, 120.0, 2)],
+                              louder="chorus")
+    starts = {choose_clip(analysis, [], clip_seconds=CLIP, rng=random.Random(seed)).start for seed in range(20)}
+    assert starts and starts <= {20.0, 60.0}, starts
+    # a clip short enough to fit in the piece may start there
+    assert 30.0 in {choose_clip(analysis, [], clip_seconds=8.0, rng=random.Random(seed)).start for seed in range(30)}
+
+
 def test_lines_that_come_back_make_the_hook_when_the_music_cannot_tell():
     """Verses and choruses that both repeat and sound alike: the chorus is where the words repeat too."""
-    hop, duration = 0.05, 120.0
-    frames = round(duration / hop)
-    t = np.arange(frames) * hop
     layout = [("verse", 0.0, 20.0, 0), ("chorus", 20.0, 40.0, 1), ("verse", 40.0, 60.0, 0),
               ("chorus", 60.0, 80.0, 1), ("outro", 80.0, 120.0, 2)]
-    sections = tuple(Section(start=a, end=b, group=g, count=1 if g == 2 else 2, label="verse", energy=0.5,
-                             similarity=0.0 if g == 2 else 0.95) for _, a, b, g in layout)
-    level = np.where(t < 80.0, 0.5, 0.1)
-    beats = tuple(np.round(np.arange(0.0, duration, 0.5), 3).tolist())
-    analysis = AudioAnalysis(duration=duration, hop_seconds=hop, rms=tuple(level), onset=tuple(level), beats=beats,
-                             tempo=120.0, repetition=tuple(np.where(t < 80.0, 0.95, 0.0)), downbeats=beats[::4],
-                             beats_per_bar=4, steady_beat=True, sections=sections)
+    analysis = _hand_analysis(layout)
     def stamp(seconds: float) -> str:
         return f"[{int(seconds // 60):02d}:{seconds % 60:05.2f}]"
 
