@@ -59,12 +59,13 @@ def find_sections(features: np.ndarray, bar_starts: np.ndarray, song_end: float,
         return ()
     similarity = features @ features.T
     novelty_bounds = _boundaries(similarity)
-    stripes = _stripes(similarity)
+    steps = _level_steps(loudness)
+    stripes = [_start_at_step(stripe, set(steps)) for stripe in _stripes(similarity)]
     covered = np.zeros(n, dtype=bool)
     for i0, i1, lag, _ in stripes:
         covered[i0:i1] = True
         covered[i0 + lag : i1 + lag] = True
-    segments = _segments(novelty_bounds, _level_steps(loudness), stripes, covered)
+    segments = _segments(novelty_bounds, steps, stripes, covered)
     groups, match = _group(segments, stripes, covered)
     counts = {g: groups.count(g) for g in set(groups)}
     energy = [float(np.mean(loudness[a:b])) for a, b in segments]
@@ -128,6 +129,16 @@ def _level_steps(loudness: np.ndarray) -> list[int]:
         step[k] = abs(float(loudness[k : k + w].mean() - loudness[k - w : k].mean()))
     return [k for k in range(w, n - w + 1)
             if step[k] >= LEVEL_STEP and step[k] >= step[max(0, k - 1) : k + 2].max()]
+
+
+def _start_at_step(stripe: Stripe, steps: set[int]) -> Stripe:
+    """Start a repeat where the level steps a bar or two into it at both of its ends: the bar before a chorus often
+    matches the bar before its return (the same chord winding down), but the chorus starts where it gets louder."""
+    i0, i1, lag, mean = stripe
+    for k in range(i0 + 1, min(i0 + 2, i1 - MIN_REPEAT_BARS) + 1):
+        if k in steps and k + lag in steps:
+            return k, i1, lag, mean
+    return stripe
 
 
 def _segments(novelty_bounds: list[int], level_steps: list[int], stripes: list[Stripe], covered: np.ndarray
