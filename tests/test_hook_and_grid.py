@@ -15,6 +15,7 @@ from pipeline.choose_clip import choose_clip
 from pipeline.lyrics import parse_lrc
 from pipeline.models import AudioAnalysis, LyricLine, Section
 from scripts.make_test_songs import ONE_OFF_KINDS, SongTruth, generate
+from tests.test_choose_clip import DEMO, _demo_choruses
 
 CLIP = 15.0
 SEEDS = (0, 1)
@@ -116,6 +117,7 @@ def test_beats_and_bar_lines_match_the_known_grid(song_set):
 
 
 def test_sections_find_each_chorus_and_keep_the_one_offs_apart(song_set):
+    exact = total = 0
     for song in steady(song_set):
         sections = song.analysis.sections
         bar = song.truth.beats_per_bar * 60.0 / song.truth.bpm
@@ -123,11 +125,14 @@ def test_sections_find_each_chorus_and_keep_the_one_offs_apart(song_set):
         for start, _ in song.truth.choruses:
             assert any(abs(s.start - start) <= 1.01 * bar and s.count >= 2 for s in sections), (song.truth.name,
                                                                                                  start)
+            total += 1
+            exact += any(abs(s.start - start) <= 0.07 and s.count >= 2 for s in sections)
         for kind, a, b in song.truth.sections:
             if kind in ONE_OFF_KINDS:
                 repeated = sum(max(0.0, min(b, s.end) - max(a, s.start)) for s in sections if s.count >= 2)
                 assert repeated < 0.25 * (b - a), (song.truth.name, kind)
         assert any(s.label == "chorus" for s in sections)
+    assert exact >= 0.9 * total, f"{exact} of {total} chorus starts on their own bar line (the rest a bar off)"
 
 
 def test_songs_without_a_steady_beat_have_no_grid(song_set):
@@ -223,3 +228,15 @@ def test_lines_that_come_back_make_the_hook_when_the_music_cannot_tell():
     for seed in range(10):
         clip = choose_clip(analysis, lines, clip_seconds=CLIP, rng=random.Random(seed))
         assert clip.start in (20.0, 60.0), (seed, clip)
+
+
+@pytest.mark.skipif(not _demo_choruses(), reason="the demo artist's SOURCES.md is not there")
+@pytest.mark.parametrize("slug", sorted(_demo_choruses()))
+def test_the_demo_songs_choruses_are_found_on_their_bar_lines(slug: str):
+    """The bundled songs (synthesised band, espeak-ng voice): every chorus SOURCES.md states starts a repeated
+    section, on its bar line, and the analysis calls that group the chorus."""
+    audio = DEMO / "songs" / slug / f"{slug}.mp3"
+    analysis = analyse_audio(audio)
+    for start, _ in _demo_choruses()[slug]:
+        found = [s for s in analysis.sections if abs(s.start - start) <= 0.07]
+        assert found and found[0].count >= 2 and found[0].label == "chorus", (slug, start, analysis.sections)
