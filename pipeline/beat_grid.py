@@ -18,8 +18,9 @@ PREFERRED_BPM = 120.0  # the tempo prior's centre, which settles half/double-tem
 HALF_TEMPO_MIDPOINTS = 0.6
 # One of every two tracked beats this weak in the low band: the tracker counts the off-beats as beats.
 DOUBLE_TEMPO_ALTERNATE = 0.3
-# A steady beat: the onset envelope's autocorrelation at the beat period, and how much stronger the onsets are on
-# the beats than anywhere else (drums and bass lines are far above 1.5; slow swells and rubato stay near 1).
+# A steady beat: the onset envelope's autocorrelation at the beat period, how much stronger the onsets are on the
+# beats than anywhere else (drums and bass lines: 4-13 here; slow swells: 1.5) and a tempo that holds (a rubato
+# player's notes do fall on their beats, but the beat period wanders: the drift test below catches that).
 STEADY_AUTOCORRELATION = 0.15
 STEADY_BEAT_CONTRAST = 1.6
 MIN_STEADY_BEATS = 8
