@@ -1,7 +1,8 @@
 """Sections of a song and which of them come back: a bar-by-bar self-similarity of harmony, timbre and level.
 
-Boundaries are where the music before a bar line stops resembling the music after it; sections that resemble each
-other form a group, and a group with two or more members is music that repeats (the chorus is its loudest one).
+Runs of bars that match bars elsewhere are repeats; sections are cut where repeats start and end, where the level
+steps, and elsewhere where the music changes. Sections a repeat links form a group; a group of two or more is music
+that comes back (the chorus is its loudest one), a group of one is a one-off.
 """
 
 from __future__ import annotations
@@ -183,18 +184,16 @@ def _group(segments: list[tuple[int, int]], stripes: list[Stripe], covered: np.n
     def segment_of(bar: int) -> int:
         return int(np.searchsorted(starts, bar, side="right") - 1)
 
+    # Mostly new material is a one-off, whatever the edge of a repeat touches.
+    new = [bool(covered[a:b].mean() < 0.5) for a, b in segments]
     match = [0.0] * n
     for i0, i1, lag, mean in stripes:
         for bar in range(i0, i1):
             a, b = segment_of(bar), segment_of(bar + lag)
-            if a != b:
+            if a != b and not new[a] and not new[b]:
                 parent[root(b)] = root(a)
                 match[a], match[b] = max(match[a], mean), max(match[b], mean)
-    for i, (a, b) in enumerate(segments):
-        if covered[a:b].mean() < 0.5:
-            parent[i] = i  # mostly new material: a one-off, whatever a stripe's edge touched
-            match[i] = 0.0
-    roots = [root(i) if covered[a:b].mean() >= 0.5 else -1 - i for i, (a, b) in enumerate(segments)]
+    roots = [-1 - i if new[i] else root(i) for i in range(n)]
     renumber = {r: k for k, r in enumerate(dict.fromkeys(roots))}
     return [renumber[r] for r in roots], match
 
