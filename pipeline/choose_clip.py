@@ -99,6 +99,7 @@ def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], late
 
 def _clear_of_words(raw: Sequence[float], spans: _WordSpans, latest: float, max_move: float | None = None
                     ) -> list[float]:
+    """The starts, each moved off any word it falls in (dropped if that moves it more than `max_move`), sorted."""
     starts = set()
     for t in raw:
         moved = spans.clear_of_words(t)
