@@ -20,8 +20,6 @@ from tests.test_choose_clip import DEMO, _demo_choruses
 CLIP = 15.0
 SEEDS = (0, 1)
 
-pytestmark = pytest.mark.slow  # ~5 s to make the songs and ~5 s to analyse them, once per session
-
 
 @dataclass(frozen=True)
 class Analysed:
@@ -32,6 +30,7 @@ class Analysed:
 
 @pytest.fixture(scope="session")
 def song_set(tmp_path_factory: pytest.TempPathFactory) -> list[Analysed]:
+    """The generated songs, analysed (~5 s to make, ~5 s to analyse, once per session: its tests are slow)."""
     folder = tmp_path_factory.mktemp("test-songs")
     cache = folder / "cache"
     out = []
@@ -48,6 +47,7 @@ def steady(song_set: list[Analysed]) -> list[Analysed]:
     return [s for s in song_set if s.truth.steady]
 
 
+@pytest.mark.slow
 def test_the_set_is_what_the_issue_asks_for(song_set):
     songs = steady(song_set)
     assert len(songs) >= 12
@@ -63,6 +63,7 @@ def test_the_set_is_what_the_issue_asks_for(song_set):
             assert len(set(texts)) < len(texts)
 
 
+@pytest.mark.slow
 def test_the_hook_is_a_chorus_even_where_a_one_off_is_louder(song_set):
     picks = hits = 0
     for song in steady(song_set):
@@ -75,6 +76,7 @@ def test_the_hook_is_a_chorus_even_where_a_one_off_is_louder(song_set):
     assert hits / picks >= 0.95, f"{hits} of {picks} picks in a chorus"
 
 
+@pytest.mark.slow
 def test_the_clip_starts_on_a_bar_line_or_a_sung_line_and_never_mid_word(song_set):
     for song in steady(song_set):
         line_starts = {line.start for line in song.lines}
@@ -92,6 +94,7 @@ def test_the_clip_starts_on_a_bar_line_or_a_sung_line_and_never_mid_word(song_se
                     song.truth.name, clip.start, [(s.start, s.count) for s in song.analysis.sections])
 
 
+@pytest.mark.slow
 def test_a_batch_draws_among_the_returns_of_the_chorus(song_set):
     varied = 0
     for song in steady(song_set):
@@ -102,6 +105,7 @@ def test_a_batch_draws_among_the_returns_of_the_chorus(song_set):
     assert varied >= len(steady(song_set)) - 1, "nearly every song has two or more choruses to draw from"
 
 
+@pytest.mark.slow
 def test_beats_and_bar_lines_match_the_known_grid(song_set):
     beat_f, downbeat_f = [], []
     for song in steady(song_set):
@@ -116,6 +120,7 @@ def test_beats_and_bar_lines_match_the_known_grid(song_set):
     assert np.mean(downbeat_f) >= 0.8 and min(downbeat_f) >= 0.6, downbeat_f
 
 
+@pytest.mark.slow
 def test_sections_find_each_chorus_and_keep_the_one_offs_apart(song_set):
     exact = total = 0
     for song in steady(song_set):
@@ -135,6 +140,7 @@ def test_sections_find_each_chorus_and_keep_the_one_offs_apart(song_set):
     assert exact >= 0.9 * total, f"{exact} of {total} chorus starts on their own bar line (the rest a bar off)"
 
 
+@pytest.mark.slow
 def test_songs_without_a_steady_beat_have_no_grid(song_set):
     """Ambient swells (no beat at all) and a pianist's rubato (a note on every beat, the tempo 60-100 BPM)."""
     free = [s for s in song_set if not s.truth.steady]
