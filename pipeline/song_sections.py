@@ -14,14 +14,17 @@ from pipeline.models import Section
 KERNEL_BARS = 4  # the novelty kernel looks this many bars either side of a candidate boundary
 MIN_SECTION_BARS = 2
 NOVELTY_FLOOR = 0.35  # of the song's strongest boundary: weaker peaks are changes inside a section
-# Bars that match bars elsewhere this closely (cosine of standardised features) are the same music coming back:
-# the same chords, tune and sound. A verse's chords under a new tune, or a loop under a changing lead, stay below.
-REPEAT_SIMILARITY = 0.85
+# Bars that match bars elsewhere this closely, over MIN_REPEAT_BARS on average (cosine of standardised features),
+# are the same music coming back: the same chords, tune and sound, played again (exact copies score ~0.95-1, a
+# chorus played loosely ~0.8-0.87). A loop under a changing lead (<= 0.66 here), or a verse's tune under new words
+# (0.6-0.65), stays below.
+REPEAT_SIMILARITY = 0.75
 NEAR_LAG_BARS = 12  # repeats closer than this are a section looping; they must match more closely to count
-NEAR_REPEAT_SIMILARITY = 0.92
-GAP_ALLOWANCE = 0.25  # one bar this much below the threshold does not break a run (a fill, a crash)
+NEAR_REPEAT_SIMILARITY = 0.85
 MIN_REPEAT_BARS = 4
+EDGE_DROP = 0.1
 MIN_REPEAT_LAG_BARS = 2
+LINK_SHARE = 0.5  # of the shorter of two segments: how much of it a repeat must map onto the other to link them
 LEVEL_STEP = 0.12  # of the song's loudest (rms 0..1): a step this big between two bars' means is a new section
 LEVEL_STEP_BARS = 2  # bars averaged either side of a level step
 CHROMA_WEIGHT, TIMBRE_WEIGHT, LEVEL_WEIGHT = 0.6, 0.3, 0.1
@@ -106,19 +109,32 @@ Stripe = tuple[int, int, int, float]  # bars [i0, i1) come back `lag` bars later
 
 
 def _stripes(similarity: np.ndarray) -> list[Stripe]:
-    """Runs of bars that come back note for note later on: diagonals of the similarity that stay high."""
+    """Runs of bars that come back later on: diagonals of the similarity whose mean over MIN_REPEAT_BARS stays
+    high (so a fill or a different drum hit inside a repeat does not break it), trimmed to bars that match."""
     n = similarity.shape[0]
+    w = MIN_REPEAT_BARS
     found: list[Stripe] = []
-    for lag in range(MIN_REPEAT_LAG_BARS, n - MIN_REPEAT_BARS + 1):
+    for lag in range(MIN_REPEAT_LAG_BARS, n - w + 1):
         diagonal = np.diagonal(similarity, lag)
         threshold = REPEAT_SIMILARITY if lag >= NEAR_LAG_BARS else NEAR_REPEAT_SIMILARITY
-        high = diagonal >= threshold
-        high[1:-1] |= high[:-2] & high[2:] & (diagonal[1:-1] >= threshold - GAP_ALLOWANCE)  # one odd bar
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], high.astype(int), [0]])))
-        for i0, i1 in zip(edges[::2], edges[1::2], strict=True):
-            if i1 - i0 >= MIN_REPEAT_BARS:
-                found.append((int(i0), int(i1), lag, float(diagonal[i0:i1].mean())))
+        summed = np.concatenate([[0.0], np.cumsum(diagonal)])
+        held = (summed[w:] - summed[:-w]) / w >= threshold  # the window from bar i holds
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], held.astype(int), [0]])))
+        for j0, j1 in zip(edges[::2], edges[1::2], strict=True):
+            i0, i1 = int(j0), int(j1) + w - 1
+            # An edge bar below the threshold, or clearly below the bars inside it, belongs to the next section
+            # over: the bar before a chorus often matches the bar before its return, only less closely.
+            while i0 < i1 and diagonal[i0] < _edge_floor(diagonal[i0 + 1 : min(i1, i0 + 1 + w)], threshold):
+                i0 += 1
+            while i1 > i0 and diagonal[i1 - 1] < _edge_floor(diagonal[max(i0, i1 - 1 - w) : i1 - 1], threshold):
+                i1 -= 1
+            if i1 - i0 >= w:
+                found.append((i0, i1, lag, float(diagonal[i0:i1].mean())))
     return found
+
+
+def _edge_floor(inside: np.ndarray, threshold: float) -> float:
+    return max(threshold, float(inside.mean()) - EDGE_DROP) if inside.size else threshold
 
 
 def _level_steps(loudness: np.ndarray) -> list[int]:
@@ -147,22 +163,21 @@ def _segments(novelty_bounds: list[int], level_steps: list[int], stripes: list[S
     """Repeated stretches cut where their repeats start and end, and where their level steps (a verse and its
     chorus that come back together, in one stripe); the rest cut at novelty peaks."""
     n = covered.size
-    firm = {0, n}
-    for i0, i1, lag, _ in stripes:
-        firm.update((i0, i1, i0 + lag, i1 + lag))
-    firm.update(int(k) for k in np.flatnonzero(np.diff(covered.astype(int))) + 1)
-    cuts: list[int] = []
-    for k in sorted(firm):  # where repeats start and end is exact; a cut too close to the last one is dropped
-        if not cuts or k - cuts[-1] >= MIN_SECTION_BARS:
-            cuts.append(k)
-    cuts[-1] = n
-    for k in level_steps:
-        if covered[k] and all(abs(k - c) >= MIN_SECTION_BARS for c in cuts):
-            cuts.append(k)
-    # Novelty only cuts new material, and only away from the firm cuts.
-    for k in novelty_bounds:
-        if not covered[k] and all(abs(k - c) >= MIN_SECTION_BARS for c in cuts):
-            cuts.append(k)
+    cuts = [0, n]
+
+    def add(candidates: list[int], where: np.ndarray | None = None) -> None:
+        for k in sorted(set(candidates)):  # a cut too close to one already made is dropped
+            if 0 < k < n and (where is None or where[k]) and all(abs(k - c) >= MIN_SECTION_BARS for c in cuts):
+                cuts.append(k)
+
+    # In priority order: where repeats start (exact, and where a clip starts), where they end, where the level
+    # steps inside a repeat (a verse and its chorus that come back together, in one stripe), and where new
+    # material changes.
+    add([i for i0, _, lag, _ in stripes for i in (i0, i0 + lag)])
+    add([i for _, i1, lag, _ in stripes for i in (i1, i1 + lag)] +
+        [int(k) for k in np.flatnonzero(np.diff(covered.astype(int))) + 1])
+    add(level_steps, covered)
+    add(novelty_bounds, ~covered)
     cuts.sort()
     return list(zip(cuts[:-1], cuts[1:], strict=True))
 
@@ -186,13 +201,20 @@ def _group(segments: list[tuple[int, int]], stripes: list[Stripe], covered: np.n
 
     # Mostly new material is a one-off, whatever the edge of a repeat touches.
     new = [bool(covered[a:b].mean() < 0.5) for a, b in segments]
-    match = [0.0] * n
+    shared: dict[tuple[int, int], int] = {}  # bars a stripe maps from one segment onto another
+    best: dict[tuple[int, int], float] = {}
     for i0, i1, lag, mean in stripes:
         for bar in range(i0, i1):
-            a, b = segment_of(bar), segment_of(bar + lag)
-            if a != b and not new[a] and not new[b]:
-                parent[root(b)] = root(a)
-                match[a], match[b] = max(match[a], mean), max(match[b], mean)
+            pair = (segment_of(bar), segment_of(bar + lag))
+            shared[pair] = shared.get(pair, 0) + 1
+            best[pair] = max(best.get(pair, 0.0), mean)
+    match = [0.0] * n
+    for (a, b), bars in shared.items():
+        shorter = min(segments[a][1] - segments[a][0], segments[b][1] - segments[b][0])
+        # A stripe's edge spilling a bar into the next section links nothing: most of one segment must map.
+        if a != b and not new[a] and not new[b] and bars >= max(MIN_SECTION_BARS, LINK_SHARE * shorter):
+            parent[root(b)] = root(a)
+            match[a], match[b] = max(match[a], best[a, b]), max(match[b], best[a, b])
     roots = [-1 - i if new[i] else root(i) for i in range(n)]
     renumber = {r: k for k, r in enumerate(dict.fromkeys(roots))}
     return [renumber[r] for r in roots], match
