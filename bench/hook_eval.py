@@ -4,6 +4,7 @@ numpy analysis and (when librosa is installed) the same analysis on librosa's be
     .venv/bin/python bench/hook_eval.py                 # generates the songs into a temporary folder
     .venv/bin/python bench/hook_eval.py --songs DIR     # songs from scripts/make_test_songs.py DIR
     .venv/bin/python bench/hook_eval.py --long          # also time a 10-minute song
+    .venv/bin/python bench/hook_eval.py --loose 3       # the songs played 3x as loosely (timing and levels)
 
 librosa is not a dependency of the studio (the numpy analysis scored as well or better, docs/PERFORMANCE.md);
 to compare, install it beside the venv: `pip install --target /tmp/librosa librosa==0.11.0 numpy==2.4.6` and
@@ -197,12 +198,13 @@ def main() -> None:
     parser.add_argument("--songs", type=Path, help="a folder written by scripts/make_test_songs.py")
     parser.add_argument("--librosa-path", help="a folder holding librosa (pip install --target ...)")
     parser.add_argument("--long", action="store_true", help="also time the analysis of a 10-minute song")
+    parser.add_argument("--loose", type=float, default=1.0, help="generate the songs played this much more loosely")
     args = parser.parse_args()
     if args.librosa_path:
         sys.path.append(args.librosa_path)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.songs or Path(tmp)
-        truths = load_truths(folder) if args.songs else generate(folder)
+        truths = load_truths(folder) if args.songs else generate(folder, looseness=args.loose)
         report("numpy (pipeline.analyse_audio)", evaluate(folder, truths, numpy_analyser))
         librosa_analyse = librosa_analyser()
         if librosa_analyse is None:

@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -56,6 +56,7 @@ class SongSpec:
     seed: int = 0
     pickup: bool = False  # sung lines start half a beat before the bar, as singers often do
     verse_tune: bool = False  # every verse has the same tune (with new words), as in most songs
+    looseness: float = 1.0  # how loosely it is played: x timing jitter (5 ms) and x level spread (+-15 %)
     fmt: str = "flac"
 
 
@@ -250,10 +251,13 @@ class _Player:
 
     buf: np.ndarray
     feel: np.random.Generator
+    looseness: float = 1.0
 
     def play(self, at: float, sound: np.ndarray, gain: float, jitter: float = 0.005) -> None:
+        jitter *= self.looseness
+        spread = min(0.9, 0.15 * self.looseness)
         offset = float(np.clip(self.feel.normal(0, jitter), -2.5 * jitter, 2.5 * jitter))
-        _add(self.buf, at + offset, sound, gain * float(self.feel.uniform(0.85, 1.15)))
+        _add(self.buf, at + offset, sound, gain * float(self.feel.uniform(1 - spread, 1 + spread)))
 
     def drum(self, name: str) -> np.ndarray:
         return _drum(name, int(self.feel.integers(4)))
@@ -265,7 +269,7 @@ def _render(spec: SongSpec, kind: str, bars: int, start: float, instance: int, b
     chords and tune, played by a human; the last chorus adds a layer (a bigger final chorus)."""
     tune = 0 if kind != "verse" or spec.verse_tune else instance
     rng = np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), tune])
-    player = _Player(buf, np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), instance, 7]))
+    player = _Player(buf, np.random.default_rng([spec.seed, zlib.crc32(kind.encode()), instance, 7]), spec.looseness)
     _render_band(spec, kind, bars, start, player, big_finish=last and kind == "chorus")
     if ARRANGEMENT[kind]["lead"]:
         _render_tune(spec, kind, _melody(spec, kind, bars, rng), start, instance, player, lines)
@@ -438,8 +442,11 @@ def write_audio(path: Path, samples: np.ndarray, ffmpeg: str) -> None:
 
 
 def generate(out_dir: Path, *, ffmpeg: str | None = None, specs: tuple[SongSpec, ...] = SONGS,
-             ambient: bool = True) -> list[SongTruth]:  # ambient: also the two songs without a steady beat
-    """Write every song (audio, .lrc, truth .json) into `out_dir`; return what is known about each."""
+             ambient: bool = True, looseness: float = 1.0) -> list[SongTruth]:
+    """Write every song (audio, .lrc, truth .json) into `out_dir`; return what is known about each.
+
+    `ambient`: also the two songs without a steady beat; `looseness`: every song played that much more loosely.
+    """
     if ffmpeg is None:
         import imageio_ffmpeg
 
@@ -447,7 +454,7 @@ def generate(out_dir: Path, *, ffmpeg: str | None = None, specs: tuple[SongSpec,
     out_dir.mkdir(parents=True, exist_ok=True)
     truths: list[SongTruth] = []
     for spec in specs:
-        samples, truth, lines = build(spec)
+        samples, truth, lines = build(replace(spec, looseness=spec.looseness * looseness))
         write_audio(out_dir / truth.audio, samples, ffmpeg)
         if truth.lrc:
             (out_dir / truth.lrc).write_text(lrc_text(lines, truth.sections), encoding="utf-8")
