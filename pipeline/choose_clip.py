@@ -89,8 +89,9 @@ def _candidate_starts(analysis: AudioAnalysis, lyrics: Sequence[LyricLine], late
     # A section start inside a word moves to its line's start only if that is the section's pickup (a beat before
     # at most): further back it would be the previous section's last line, and the section's own lines are there.
     starts = _clear_of_words(_repeat_starts(analysis, lyrics, latest, beat), spans, latest, max_move=beat)
-    if not starts:
-        raw = [t for t in (*analysis.beats, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
+    if not starts:  # nothing repeats: any bar line (or beat, without bars) or line start
+        grid = analysis.downbeats or analysis.beats
+        raw = [t for t in (*grid, *(line.start for line in lyrics)) if 0.0 <= t <= latest]
         if not raw:
             raw = [float(t) for t in np.arange(0.0, latest + 1e-9, FALLBACK_STEP)]
         starts = _clear_of_words(raw, spans, latest)

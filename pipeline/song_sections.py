@@ -19,8 +19,8 @@ NOVELTY_FLOOR = 0.35  # of the song's strongest boundary: weaker peaks are chang
 # chorus played loosely ~0.8-0.87). A loop under a changing lead (<= 0.66 here), or a verse's tune under new words
 # (0.6-0.65), stays below.
 REPEAT_SIMILARITY = 0.75
-NEAR_LAG_BARS = 12  # repeats closer than this are a section looping; they must match more closely to count
-NEAR_REPEAT_SIMILARITY = 0.85
+NEAR_LAG_BARS = 12  # repeats closer than this may be a section looping (<= 0.66 here): they must match more closely
+NEAR_REPEAT_SIMILARITY = 0.8
 MIN_REPEAT_BARS = 4
 EDGE_DROP = 0.1
 MIN_REPEAT_LAG_BARS = 2
