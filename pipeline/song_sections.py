@@ -194,25 +194,27 @@ def _group(segments: list[tuple[int, int]], stripes: list[Stripe], covered: np.n
             i = parent[i]
         return i
 
-    starts = np.array([a for a, _ in segments])
-
-    def segment_of(bar: int) -> int:
-        return int(np.searchsorted(starts, bar, side="right") - 1)
-
     # Mostly new material is a one-off, whatever the edge of a repeat touches.
     new = [bool(covered[a:b].mean() < 0.5) for a, b in segments]
     shared: dict[tuple[int, int], int] = {}  # bars a stripe maps from one segment onto another
     best: dict[tuple[int, int], float] = {}
-    for i0, i1, lag, mean in stripes:
-        for bar in range(i0, i1):
-            pair = (segment_of(bar), segment_of(bar + lag))
-            shared[pair] = shared.get(pair, 0) + 1
-            best[pair] = max(best.get(pair, 0.0), mean)
+    if stripes:
+        starts = np.array([a for a, _ in segments])
+        bars = np.concatenate([np.arange(i0, i1) for i0, i1, _, _ in stripes])
+        lags = np.concatenate([np.full(i1 - i0, lag) for i0, i1, lag, _ in stripes])
+        means = np.concatenate([np.full(i1 - i0, mean) for i0, i1, _, mean in stripes])
+        pairs = np.stack([np.searchsorted(starts, bars, side="right") - 1,
+                          np.searchsorted(starts, bars + lags, side="right") - 1], axis=1)
+        found, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+        top = np.zeros(len(found))
+        np.maximum.at(top, inverse.ravel(), means)
+        for (a, b), count, mean in zip(found.tolist(), counts.tolist(), top.tolist(), strict=True):
+            shared[a, b], best[a, b] = count, mean
     match = [0.0] * n
-    for (a, b), bars in shared.items():
+    for (a, b), bars_mapped in shared.items():
         shorter = min(segments[a][1] - segments[a][0], segments[b][1] - segments[b][0])
         # A stripe's edge spilling a bar into the next section links nothing: most of one segment must map.
-        if a != b and not new[a] and not new[b] and bars >= max(MIN_SECTION_BARS, LINK_SHARE * shorter):
+        if a != b and not new[a] and not new[b] and bars_mapped >= max(MIN_SECTION_BARS, LINK_SHARE * shorter):
             parent[root(b)] = root(a)
             match[a], match[b] = max(match[a], best[a, b]), max(match[b], best[a, b])
     roots = [-1 - i if new[i] else root(i) for i in range(n)]
