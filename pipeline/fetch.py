@@ -156,6 +156,7 @@ class Fetcher:
     cache_dir: Path
     limits: FetchLimits = field(default_factory=FetchLimits)
     resolve: Resolver = resolve_host  # the DNS lookup (tests pass one that answers like a rebinding server)
+    headers: dict[str, str] = field(default_factory=dict)  # sent to the first URL's host only (a self-hosted token)
 
     def fetch(self, url: str, *, field_name: str = "url", suffix: str = "") -> Path:
         dest = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
@@ -171,7 +172,8 @@ class Fetcher:
             for _ in range(MAX_REDIRECTS + 1):
                 check_url(current, self.limits, field_name, self.resolve)
                 try:
-                    with client.stream("GET", current) as resp:
+                    same_host = urlsplit(current).netloc == urlsplit(url).netloc
+                    with client.stream("GET", current, headers=self.headers if same_host else None) as resp:
                         if resp.is_redirect and resp.headers.get("location"):
                             current = urljoin(current, resp.headers["location"])
                             continue

@@ -15,7 +15,7 @@ TEMPLATES_DIR = ASSETS_DIR / "templates"
 FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
-ProviderChoice = Literal["local", "openai", "fal", "auto"]
+ProviderChoice = Literal["local", "openai", "fal", "comfyui", "auto"]
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     loudness_lufs: float = -14.0
     clip_seconds: float | None = None  # overrides every template's clip length (previews, tests)
 
-    # Which provider does each step: local, openai, fal, or auto (a remote one when its key is set, else local)
+    # Which provider does each step: local, openai, fal, comfyui, or auto (openai/fal when its key is set, else
+    # local; auto never picks comfyui, whose workflows need the user's own models)
     transcribe_provider: ProviderChoice = "local"
     caption_provider: ProviderChoice = "local"
     image_provider: ProviderChoice = "local"
@@ -80,6 +81,12 @@ class Settings(BaseSettings):
     provider_backoff_seconds: float = 2.0  # first wait between tries; doubles each time
     provider_poll_seconds: float = 2.0  # how often a queued job's status is asked
     fallback_to_local: bool = False  # a failed remote step runs locally instead, and the run says so
+
+    # A self-hosted ComfyUI server (the user's own: its host is allowed even on a private address)
+    comfyui_url: str | None = None  # e.g. http://127.0.0.1:8188
+    comfyui_headers: dict[str, str] = Field(default_factory=dict)  # JSON, e.g. {"Authorization": "Bearer ..."}
+    comfyui_workflows_dir: Path = ASSETS_DIR / "comfyui"  # image.json, video.json, lipsync.json, ...
+    comfyui_video_fps: int = 16  # the frame rate the video workflows are asked for (Wan makes 16 fps)
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024

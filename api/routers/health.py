@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from api.auth import account_of
 from api.context import ApiContext, get_ctx
 from api.shapes import iso
+from pipeline.providers.overview import provider_overview
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("api.health")
@@ -55,4 +56,5 @@ def health(request: Request, ctx: ApiContext = Depends(get_ctx)) -> JSONResponse
             for w in live
         ],
         "liveWorkers": len(live),
+        "providers": provider_overview(ctx.settings),  # per step who runs it; whether ComfyUI answers
     })
