@@ -135,7 +135,7 @@ def find_slots(graph: dict[str, dict[str, Any]], spec: WorkflowSpec, file: str) 
         nodes = [i for i, n in graph.items() if hint and n["class_type"] == hint[0]]
         place = (f" (put \"{{{{{name}}}}}\" in {_node_label(nodes[0], graph[nodes[0]])}'s {hint[1]} input)" if nodes
                  else f" (usually a {hint[0]} node's {hint[1]} input)" if hint else "")
-        raise WorkflowError(f"{file}: no node takes {{{{{name}}}}}, which {spec.purpose} needs{place}")
+        raise WorkflowError(f"{file}: no node takes {{{{{name}}}}}, which {file} ({spec.purpose}) needs{place}")
     return {name: tuple(places) for name, places in slots.items()}
 
 
