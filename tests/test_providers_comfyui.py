@@ -249,3 +249,30 @@ def test_cancel_while_waiting_on_history_stops_the_prompt(tmp_path: Path, fake: 
                   should_cancel=lambda: fake.history_polls >= 2)
     prompt_id = fake.hits("POST", "/queue")[0]["delete"][0]
     assert {"prompt_id": prompt_id} in fake.interrupts
+
+
+def test_the_fake_refuses_what_comfyui_would_and_what_we_must_never_send(tmp_path: Path, fake: FakeComfyUI) -> None:
+    from pipeline.providers.comfyui.client import ComfyUIClient
+    from pipeline.providers.comfyui.workflow import load_workflow
+    from pipeline.settings import ASSETS_DIR
+
+    client = ComfyUIClient(comfy_settings(tmp_path, fake.url))
+    workflow = load_workflow(ASSETS_DIR / "comfyui", "upscale_image")
+    with pytest.raises(ProviderError) as info:  # sent unfilled
+        client.submit(workflow.graph, "c1")
+    assert "node 1 (LoadImage) input image: Unfilled placeholder" in info.value.message
+    assert "node 4 (ImageScale) input width: Unfilled placeholder" in info.value.message
+    filled = workflow.fill({"image": "never-uploaded.png", "width": 64, "height": 64, "seed": 1})
+    filled["4"]["inputs"]["width"] = "64"  # a string where ComfyUI wants an INT
+    with pytest.raises(ProviderError) as info:
+        client.submit(filled, "c1")
+    assert "node 1 (LoadImage) input image: Value not in list (image: 'never-uploaded.png' not in" in info.value.message
+    assert "node 4 (ImageScale) input width: Failed to convert an input value to a INT value" in info.value.message
+    assert not fake.prompts  # nothing refused was queued
+
+
+def test_a_result_over_the_fetch_limit_is_refused(tmp_path: Path, fake: FakeComfyUI) -> None:
+    settings = only_video(tmp_path, fake.url, fetch_max_bytes=2000)
+    aid = workspace(settings)
+    with pytest.raises(ProviderError, match=r"ComfyUI_\d+_\.mp4 could not be downloaded: .* is larger than"):
+        run_video(plan(settings, aid, caption_length="none", seed=12), settings)
