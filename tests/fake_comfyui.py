@@ -124,6 +124,7 @@ class FakeComfyUI:
             Route("/view", self._view, methods=["GET"]),
             Route("/interrupt", self._interrupt, methods=["POST"]),
             Route("/queue", self._queue, methods=["POST"]),
+            Route("/queue", self._queue_state, methods=["GET"]),
             Route("/system_stats", self._system_stats, methods=["GET"]),
             WebSocketRoute("/ws", self._ws),
         ], lifespan=self._lifespan)
@@ -280,10 +281,21 @@ class FakeComfyUI:
         body = await _json_or_empty(request)
         self.interrupts.append(body)
         self.received.append(("POST", "/interrupt", body))
-        running = self.running
-        if running is not None and body.get("prompt_id") in (None, running.prompt_id):
-            running.interrupted = True
+        if self.running is not None:  # like ComfyUI before 0.3.5x: whatever runs stops, prompt_id or not
+            self.running.interrupted = True
         return Response(status_code=200)
+
+    async def _queue_state(self, request: Request) -> Response:
+        if self._refused(request):
+            return Response(status_code=401)
+
+        def item(p: Prompt) -> list:
+            return [p.number, p.prompt_id, p.graph, {"client_id": p.client_id}, []]
+
+        running = [item(self.running)] if self.running else []
+        pending = [item(p) for p in self.prompts.values() if p is not self.running and not p.interrupted
+                   and p.prompt_id not in self.history]
+        return JSONResponse({"queue_running": running, "queue_pending": pending})
 
     async def _queue(self, request: Request) -> Response:
         if self._refused(request):

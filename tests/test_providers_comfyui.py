@@ -276,3 +276,21 @@ def test_a_result_over_the_fetch_limit_is_refused(tmp_path: Path, fake: FakeComf
     aid = workspace(settings)
     with pytest.raises(ProviderError, match=r"ComfyUI_\d+_\.mp4 could not be downloaded: .* is larger than"):
         run_video(plan(settings, aid, caption_length="none", seed=12), settings)
+
+
+def test_cancel_while_queued_behind_someone_elses_prompt_never_interrupts_theirs(tmp_path: Path,
+                                                                                  fake: FakeComfyUI) -> None:
+    import httpx
+
+    fake.fail = "hang"  # another client's prompt holds the (shared) GPU
+    theirs = httpx.post(f"{fake.url}/prompt", json={"prompt": {"1": {"class_type": "PreviewAny", "inputs": {
+        "source": "hello"}}}, "client_id": "someone-else"}, timeout=10).json()["prompt_id"]
+    settings = only_video(tmp_path, fake.url)
+    aid = workspace(settings)
+    with pytest.raises(Cancelled):
+        run_video(plan(settings, aid, caption_length="none", seed=13), settings,
+                  should_cancel=lambda: len(fake.prompts) >= 2)
+    ours = next(p for p in fake.prompts if p != theirs)
+    assert ours in fake.deletes  # taken out of the queue before it ran
+    assert fake.interrupts == []  # this fake, like ComfyUI before 0.3.5x, would have stopped theirs
+    assert fake.running is not None and fake.running.prompt_id == theirs and not fake.running.interrupted

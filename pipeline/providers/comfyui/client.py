@@ -95,8 +95,6 @@ class Job:
     """One submitted prompt being followed."""
 
     prompt_id: str
-    started: bool = False  # ComfyUI said it began running it (an interrupt then stops it; before, delete does)
-    socket_dropped: bool = False
 
 
 @dataclass
@@ -188,11 +186,15 @@ class ComfyUIClient:
         return entry if isinstance(entry, dict) else None
 
     def stop(self, job: Job) -> None:
-        """Best effort: out of the queue if it waits there, interrupted if it runs (this prompt only)."""
-        with contextlib.suppress(httpx.HTTPError):
+        """Best effort: out of the queue if it waits there, interrupted if it is the one running.
+
+        ComfyUI before 0.3.5x ignores /interrupt's prompt_id and stops whatever runs, so the queue is asked
+        first: a prompt of someone else's is never interrupted for ours.
+        """
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError, IndexError):
             self.http.post("/queue", json={"delete": [job.prompt_id]}, timeout=10)
-        if job.started or job.socket_dropped:
-            with contextlib.suppress(httpx.HTTPError):
+            running = self.http.get("/queue", timeout=10).json().get("queue_running") or []
+            if any(isinstance(item, list) and len(item) > 1 and item[1] == job.prompt_id for item in running):
                 self.http.post("/interrupt", json={"prompt_id": job.prompt_id}, timeout=10)
 
     def download(self, ref: OutputFile, out_path: Path) -> Path:
@@ -234,7 +236,6 @@ class ComfyUIClient:
         try:
             if socket is not None and self._follow_socket(job, socket, hooks, progress, deadline):
                 return self._settled_history(job, hooks, deadline)
-            job.socket_dropped = True
             return self._poll_history(job, hooks, deadline)
         except Cancelled:
             self.stop(job)
@@ -268,8 +269,6 @@ class ComfyUIClient:
                 continue
             if not isinstance(data, dict) or data.get("prompt_id", job.prompt_id) != job.prompt_id:
                 continue  # the queue's status, or another prompt
-            if kind in ("execution_start", "execution_cached", "executing", "progress"):
-                job.started = True
             if kind == "progress":
                 progress.node(data.get("value"), data.get("max"))
             elif kind == "executing" and data.get("node") is None and "prompt_id" in data:
