@@ -56,7 +56,6 @@ def test_an_unreachable_server_and_a_refused_workflow_are_reported(tmp_path: Pat
     assert refusal.startswith("image.json: no node takes {{image}}, which image.json (edit the face guide")
 
 
-@pytest.mark.slow
 def test_the_templates_page_shows_providers_and_comfyui(data_dir: Path, fake: FakeComfyUI,  # noqa: F811
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.settings import get_settings

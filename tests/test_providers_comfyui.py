@@ -19,7 +19,7 @@ from pipeline.errors import Cancelled, ProviderError
 from pipeline.ffmpeg import probe
 from pipeline.run_video import run_video
 from pipeline.settings import Settings
-from taskqueue.store import CANCELED, COMPLETED, NewRun, RunStore
+from taskqueue.store import CANCELED, COMPLETED, FAILED, NewRun, RunStore
 from taskqueue.tasks import execute_run
 from tests.fake_comfyui import FakeComfyUI
 from tests.servers import free_port
@@ -67,7 +67,6 @@ def submitted(fake: FakeComfyUI, prefix: str) -> list[dict]:
                    and n["class_type"] == "PreviewAny") for n in body["prompt"].values())]
 
 
-@pytest.mark.slow
 def test_a_whole_run_with_every_ai_step_on_comfyui_completes(tmp_path: Path, fake: FakeComfyUI,
                                                              store: RunStore) -> None:
     settings = comfy_settings(tmp_path, fake.url)
@@ -99,7 +98,6 @@ def test_a_whole_run_with_every_ai_step_on_comfyui_completes(tmp_path: Path, fak
     assert "Keep the person's face" in edit["6"]["inputs"]["prompt"]
 
 
-@pytest.mark.slow
 def test_text_to_image_and_image_to_video_with_progress_moving(tmp_path: Path, fake: FakeComfyUI) -> None:
     fake.sampler_steps, fake.step_seconds = 8, 0.05
     settings = comfy_settings(tmp_path, fake.url, transcribe_provider="local", upscale_provider="local")
@@ -120,7 +118,6 @@ def test_text_to_image_and_image_to_video_with_progress_moving(tmp_path: Path, f
     assert min(video_pcts) < max(video_pcts)
 
 
-@pytest.mark.slow
 def test_upscaling_the_still_when_the_video_is_local(tmp_path: Path, fake: FakeComfyUI) -> None:
     settings = comfy_settings(tmp_path, fake.url, transcribe_provider="local", image_provider="local",
                               video_provider="local")
@@ -190,15 +187,18 @@ def test_node_errors_name_the_node_and_the_input(tmp_path: Path, fake: FakeComfy
     assert "node 3 (VAELoader) input vae_name" in message
 
 
-def test_an_execution_error_names_the_node_and_the_exception(tmp_path: Path, fake: FakeComfyUI) -> None:
+def test_an_execution_error_fails_the_run_naming_the_node_and_the_exception(tmp_path: Path, fake: FakeComfyUI,
+                                                                           store: RunStore) -> None:
     fake.fail = "execution_error"
     settings = only_video(tmp_path, fake.url)
     aid = workspace(settings)
-    with pytest.raises(ProviderError) as info:
-        run_video(plan(settings, aid, caption_length="none", seed=7), settings)
-    assert info.value.stage == "video"
-    assert info.value.message == (f"ComfyUI at {fake.url}: node 11 (KSampler) failed: torch.OutOfMemoryError: "
-                                  "Allocation on device 0 would exceed allowed memory. (out of memory)")
+    run_id = queued(store, aid, caption_length="none")
+    assert execute_run(run_id, settings, store, enqueue=lambda *a, **k: None) == FAILED
+    run = store.get(run_id)
+    assert run is not None and run.error == {
+        "stage": "video", "message": f"ComfyUI at {fake.url}: node 11 (KSampler) failed: torch.OutOfMemoryError: "
+                                     "Allocation on device 0 would exceed allowed memory. (out of memory)"}
+    assert not (settings.runs_dir / run_id / "video.mp4").exists()
 
 
 def test_a_dropped_socket_falls_back_to_polling_history(tmp_path: Path, fake: FakeComfyUI) -> None:
