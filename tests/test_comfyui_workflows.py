@@ -136,3 +136,15 @@ def test_the_worker_refuses_to_start_with_a_bad_workflow_or_no_url(tmp_path: Pat
     done = subprocess.run([sys.executable, "-m", "taskqueue", "worker"], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "error: UPSCALE_PROVIDER=comfyui needs COMFYUI_URL to be set" in done.stderr
+
+
+def test_the_estimate_knows_comfyui_steps(tmp_path: Path) -> None:
+    from pipeline.estimate import estimate_seconds
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", comfyui_url="http://127.0.0.1:9",
+                        image_provider="comfyui", video_provider="comfyui", upscale_provider="comfyui",
+                        transcribe_provider="comfyui")
+    estimate = estimate_seconds(settings, lipsync=True, upscale=True)
+    assert estimate.providers == {"transcribe": "comfyui", "caption": "local", "image": "comfyui",
+                                  "video": "comfyui", "upscale": "comfyui"}
+    assert set(estimate.steps) == {"prepare", "transcribe", "image", "video", "upscale", "render"}
