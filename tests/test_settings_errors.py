@@ -24,7 +24,8 @@ def test_api_keys_read_as_json_or_comma_separated(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("env", "words"), [
     ({"WORKERS": "many"}, "Invalid setting WORKERS: Input should be a valid integer"),
     ({"FETCH_ALLOW_HOSTS": "[not json"}, "Invalid setting FETCH_ALLOW_HOSTS: not valid JSON"),
-    ({"IMAGE_PROVIDER": "magic"}, "Invalid setting IMAGE_PROVIDER: Input should be 'local', 'openai', 'fal' or 'auto'"),
+    ({"IMAGE_PROVIDER": "magic"},
+     "Invalid setting IMAGE_PROVIDER: Input should be 'local', 'openai', 'fal', 'comfyui' or 'auto'"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, env: dict, words: str) -> None:
     for name, value in env.items():
