@@ -100,9 +100,12 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
-def working_size(still_w: int, still_h: int, width: int, height: int) -> tuple[int, int]:
-    """OVERSAMPLE x the output, or the still's own size when it is smaller (never upscaled here)."""
-    sw, sh = _even(width * OVERSAMPLE), _even(height * OVERSAMPLE)
+def working_size(still_w: int, still_h: int, width: int, height: int,
+                 max_zoom: float = OVERSAMPLE) -> tuple[int, int]:
+    """The output times the path's largest zoom (at least OVERSAMPLE), or the still's own size when it is
+    smaller (never upscaled here): a close framing samples a small window, which needs the pixels."""
+    factor = max(OVERSAMPLE, max_zoom)
+    sw, sh = _even(width * factor), _even(height * factor)
     if still_w <= sw * 1.02:
         return _even(still_w), _even(still_h)
     return sw, sh

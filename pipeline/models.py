@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 CaptionLength = Literal["none", "short", "medium", "long"]
+LyricsMode = Literal["none", "line", "word"]
 
 
 @dataclass(frozen=True)
@@ -164,3 +165,5 @@ class RunPlan:
     images: list[str] = field(default_factory=list)  # URLs (or local paths from uploads)
     seed: int = 0
     out_dir: Path | None = None
+    lyrics: LyricsMode | None = None  # None: the template's edit.lyrics
+    aspect_ratio: str = "9:16"  # one of pipeline.edit.frame_format.ASPECT_RATIOS

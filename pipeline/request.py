@@ -49,6 +49,12 @@ class CreateContentRequest(BaseModel):
     lipsync: StrictBool = Field(default=False, description="Bake the song clip into the video so lips move.")
     caption_length: Literal["none", "short", "medium", "long"] = Field(default="none")
     upscale: StrictBool = Field(default=False, description="Render at 2x resolution.")
+    lyrics: Literal["none", "line", "word"] | None = Field(
+        default=None, description="Lyrics on screen: the sung line, or the line with each word lit as it is "
+        "sung (karaoke). Omitted: the template's default.")
+    aspect_ratio: Literal["9:16", "4:5", "1:1", "16:9"] = Field(
+        default="9:16", description="Frame format: 9:16 720x1280, 4:5 864x1080, 1:1 1080x1080, 16:9 1280x720 "
+        "(upscale doubles each).")
     batch: StrictInt = Field(default=1, ge=1, le=30, description="Number of independent videos.")
     songs: list[Annotated[NonEmpty, AfterValidator(_slug_or_http_url)]] | None = Field(
         default=None, max_length=50, description="Song slugs or public URLs.", examples=[["hiccups"]]

@@ -98,6 +98,9 @@ class EditSpec(_Strict):
     fade_in: float = Field(0.4, ge=0, le=3)
     fade_out: float = Field(0.8, ge=0, le=3)
     audio: Literal["song", "video"] = "song"  # with lip-sync the video's own audio may be used
+    lyrics: Literal["none", "line", "word"] = "none"  # lyrics on screen unless the request says otherwise
+    punch: float = Field(0.5, ge=0, le=1)  # how readily the camera punches in on accented beats (times the mood)
+    highlight_colour: str = "#FFD84D"  # the word being sung, in karaoke lyrics
 
 
 class Template(_Strict):
