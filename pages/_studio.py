@@ -91,6 +91,8 @@ class CreateChoices:
     artist_account_id: str
     template: str | None = None
     caption_length: str = "none"
+    lyrics: str | None = None  # None: the template's default
+    aspect_ratio: str = "9:16"
     lipsync: bool = False
     upscale: bool = False
     batch: int = 1
@@ -169,6 +171,8 @@ def build_request(choices: CreateChoices) -> CreateContentRequest:
         "template": choices.template,
         "lipsync": choices.lipsync,
         "caption_length": choices.caption_length,
+        "lyrics": choices.lyrics,
+        "aspect_ratio": choices.aspect_ratio,
         "upscale": choices.upscale,
         "batch": choices.batch,
         "songs": [*choices.song_slugs, *choices.song_urls] or None,
@@ -199,6 +203,8 @@ def choices_from_run(run: Run) -> CreateChoices:
         artist_account_id=run.artist_account_id,
         template=req.get("template"),
         caption_length=req.get("caption_length") or "none",
+        lyrics=req.get("lyrics"),
+        aspect_ratio=req.get("aspect_ratio") or "9:16",
         lipsync=bool(req.get("lipsync")),
         upscale=bool(req.get("upscale")),
         batch=1,

@@ -9,6 +9,7 @@ from typing import Literal
 
 CaptionLength = Literal["none", "short", "medium", "long"]
 LyricsMode = Literal["none", "line", "word"]
+LYRICS_MODES: tuple[LyricsMode, ...] = ("none", "line", "word")
 
 
 @dataclass(frozen=True)

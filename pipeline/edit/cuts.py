@@ -117,14 +117,17 @@ def framing(name: str, face: FaceBox | None, anchor: tuple[float, float], still:
     return Framing(name=name, zoom=round(zoom, 4), cx=round(cx, 4), cy=round(cy, 4), push=PUSH_PER_SECOND[name])
 
 
+FRAMINGS = ("wide", "medium", "close")
+
+
 def plan_segments(cuts: Sequence[tuple[float, bool]], *, duration: float, face: FaceBox | None,
                   anchor: tuple[float, float], still: tuple[int, int], out: tuple[int, int],
-                  rng: random.Random) -> list[Segment]:
-    """A shot per cut: bar-line cuts move between wide, medium and close (never the same twice in a row);
-    a punch-in tightens the shot it lands in."""
-    frames = {n: framing(n, face, anchor, still, out) for n in ("wide", "medium", "close")}
-    order = ["wide", "medium", "close"]
-    current = rng.choice(["wide", "medium"])
+                  rng: random.Random, framings: Sequence[str] = FRAMINGS) -> list[Segment]:
+    """A shot per cut: bar-line cuts move between the framings (wide, medium, close; never the same twice in a
+    row); a punch-in tightens the shot it lands in."""
+    frames = {n: framing(n, face, anchor, still, out) for n in framings}
+    order = list(framings)
+    current = rng.choice(order[:2])
     starts = [0.0, *(t for t, _ in cuts)]
     ends = [*(t for t, _ in cuts), duration]
     punches = [False, *(p for _, p in cuts)]
@@ -138,7 +141,7 @@ def plan_segments(cuts: Sequence[tuple[float, bool]], *, duration: float, face: 
                            cx=min(max(base.cx, half), 1 - half), cy=min(max(base.cy, half), 1 - half))
         else:
             if segments:  # `current` is still the framing a punch-in tightened, so the bar line moves on
-                current = rng.choice([n for n in order if n != current])
+                current = rng.choice([n for n in order if n != current] or order)
             shot = frames[current]
         segments.append(Segment(start=start, end=end, framing=shot))
     return segments

@@ -55,8 +55,8 @@ class EditPlan:
     tracks: tuple[TextTrack, ...]
 
 
-def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float],
-           rng: random.Random) -> tuple[list[Segment], CameraPath | None]:
+def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], rng: random.Random,
+           framings: Sequence[str]) -> tuple[list[Segment], CameraPath | None]:
     still = (inp.image.width, inp.image.height)
     out = (inp.width, inp.height)
     frames = len(inp.motion_path.zoom)
@@ -75,7 +75,7 @@ def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float],
         times = cutting.cut_times(beats, downbeats, accents, duration=inp.duration, fps=inp.fps,
                                   energy=inp.energy, punch=inp.punch)
         segments = cutting.plan_segments(times, duration=inp.duration, face=inp.image.face, anchor=inp.anchor,
-                                         still=still, out=out, rng=rng)
+                                         still=still, out=out, rng=rng, framings=framings)
         path = cutting.segments_path(segments, frames, inp.fps, inp.motion_path)
     return cutting.with_faces(segments, path, inp.fps, inp.image.face, still, out), path
 
@@ -115,8 +115,21 @@ def _ink_box(track: TextTrack, start: float, end: float) -> Box | None:
 
 
 def plan_edit(inp: EditInputs, rng: random.Random) -> EditPlan:
+    """The edit; when the text finds no room clear of the face, the closest framing is given up (the face
+    smaller on screen) and the edit planned again, with the same choices."""
+    wants_lyrics = inp.lyrics_mode != "none" and bool(inp.lyric_lines)
+    seed = rng.random()  # every attempt makes the same choices, only with fewer framings
+    for framings in (cutting.FRAMINGS, cutting.FRAMINGS[:2], cutting.FRAMINGS[:1]):
+        edit = _plan_with(inp, random.Random(seed), framings)
+        kinds = {t.kind for t in edit.timeline.text}
+        if (not inp.caption or "caption" in kinds) and (not wants_lyrics or "lyrics" in kinds):
+            return edit
+    return edit
+
+
+def _plan_with(inp: EditInputs, rng: random.Random, framings: Sequence[str]) -> EditPlan:
     beats, downbeats = cutting.grid_in_clip(inp.analysis, inp.clip_start, inp.duration)
-    segments, camera = _shots(inp, beats, downbeats, rng)
+    segments, camera = _shots(inp, beats, downbeats, rng, framings)
     timeline = Timeline(width=inp.width, height=inp.height, fps=inp.fps, duration=inp.duration,
                         aspect_ratio=inp.aspect, beats=tuple(beats), downbeats=tuple(downbeats),
                         segments=segments, lyrics_mode=inp.lyrics_mode, lyrics_skipped=inp.lyrics_skipped)

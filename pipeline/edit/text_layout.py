@@ -142,7 +142,7 @@ def layout_text(*, caption: str, lyric_lines: Sequence[str], font_file: Path, ly
     if not caption.strip():
         return TextLayout(caption=None, lyrics=lyrics_area)
     top_em = max(floor, max_em or floor)
-    for em in range(top_em, floor - 1, -2) if top_em > floor else [floor]:
+    for em in [*range(top_em, floor, -2), floor]:
         for region in regions:
             fits = region.h // line_height(em)
             if fits < 1 or region.w < 4 * em:
