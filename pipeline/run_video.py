@@ -142,8 +142,10 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
         with tracker.step("video"):
             _make_motion(plan, settings, template, providers, chosen, analysis, work)
         with tracker.step("caption"):
+            # the edit's own seed, taken before the caption's draws: with text or without, the same shots
+            edit_rng = random.Random(rng.random())
             chosen.caption = _write_caption(plan, template, providers, chosen, rng)
-            edit = _plan_the_edit(plan, settings, template, chosen, analysis, rng, width, height, aspect,
+            edit = _plan_the_edit(plan, settings, template, chosen, analysis, edit_rng, width, height, aspect,
                                   lyrics_mode)
         with tracker.step("render") as within:
             result = render(render_job(settings, template, chosen, edit, work / "video.mp4"), on_progress=within)

@@ -115,21 +115,35 @@ def _ink_box(track: TextTrack, start: float, end: float) -> Box | None:
 
 
 def plan_edit(inp: EditInputs, rng: random.Random) -> EditPlan:
-    """The edit; when the text finds no room clear of the face, the closest framing is given up (the face
-    smaller on screen) and the edit planned again, with the same choices."""
-    wants_lyrics = inp.lyrics_mode != "none" and bool(inp.lyric_lines)
-    seed = rng.random()  # every attempt makes the same choices, only with fewer framings
-    for framings in (cutting.FRAMINGS, cutting.FRAMINGS[:2], cutting.FRAMINGS[:1]):
-        edit = _plan_with(inp, random.Random(seed), framings)
-        kinds = {t.kind for t in edit.timeline.text}
-        if (not inp.caption or "caption" in kinds) and (not wants_lyrics or "lyrics" in kinds):
-            return edit
-    return edit
-
-
-def _plan_with(inp: EditInputs, rng: random.Random, framings: Sequence[str]) -> EditPlan:
+    """The edit. The shots are chosen first, with room for text whether or not this run shows any (so a run
+    with text and the same run without show the same picture): when a caption line and two lyric lines find
+    no room clear of the face, the closest framing is given up and the shots planned again, same choices."""
+    seed = rng.random()
     beats, downbeats = cutting.grid_in_clip(inp.analysis, inp.clip_start, inp.duration)
-    segments, camera = _shots(inp, beats, downbeats, rng, framings)
+    for framings in (cutting.FRAMINGS, cutting.FRAMINGS[:2], cutting.FRAMINGS[:1]):
+        segments, camera = _shots(inp, beats, downbeats, random.Random(seed), framings)
+        if inp.look is None or _room_for_text(inp, _union_face(segments)):
+            break
+    return _with_text(inp, beats, downbeats, segments, camera)
+
+
+def _union_face(segments: Sequence[Segment]) -> Box | None:
+    union: Box | None = None
+    for seg in segments:
+        if seg.face is not None:
+            union = seg.face.union(union)
+    return union
+
+
+def _room_for_text(inp: EditInputs, face: Box | None) -> bool:
+    probe = layout_text(caption="Sing it back", lyric_lines=["la la"], font_file=inp.look.font_file,
+                        aspect=inp.aspect, width=inp.width, height=inp.height, keep_out=face,
+                        placement=inp.placement, uppercase=inp.look.uppercase)
+    return probe.caption is not None and probe.lyrics is not None
+
+
+def _with_text(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], segments: list[Segment],
+               camera: CameraPath | None) -> EditPlan:
     timeline = Timeline(width=inp.width, height=inp.height, fps=inp.fps, duration=inp.duration,
                         aspect_ratio=inp.aspect, beats=tuple(beats), downbeats=tuple(downbeats),
                         segments=segments, lyrics_mode=inp.lyrics_mode, lyrics_skipped=inp.lyrics_skipped)

@@ -4,6 +4,7 @@ does not fit pages through timed screens instead of shrinking)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,8 +49,8 @@ def line_height(em: int) -> int:
 
 def safe_box(aspect: str, width: int, height: int) -> Box:
     zone = SAFE_ZONES[aspect]
-    x, y = round(width * zone.left), round(height * zone.top)
-    return Box(x, y, round(width * (1 - zone.right)) - x, round(height * (1 - zone.bottom)) - y)
+    x, y = math.ceil(width * zone.left), math.ceil(height * zone.top)
+    return Box(x, y, math.floor(width * (1 - zone.right)) - x, math.floor(height * (1 - zone.bottom)) - y)
 
 
 def free_regions(safe: Box, keep_out: Box | None) -> list[Box]:

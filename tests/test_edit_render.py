@@ -1,0 +1,174 @@
+"""The edit on decoded frames of real renders: cuts where `edit.cuts` says and on the grid, each lyric word lit
+within a frame of its time, text never on the face nor in the platforms' interface zones, for every template and
+format."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.artists import find_artist
+from pipeline.edit.frame_format import ASPECT_RATIOS
+from pipeline.edit.text_layout import safe_box
+from pipeline.ffmpeg import decode_frames
+from pipeline.models import RunPlan
+from pipeline.run_video import run_video
+from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.templates import template_ids
+from tests.test_artists import make_workspace
+from tests.test_choose_clip import make_song, write_audio
+
+pytestmark = pytest.mark.slow
+FPS = 30
+ACCOUNT = "5f0c5c8e-3a51-4f6f-9d0b-3d1f2b7a9e10"
+FACE = PROJECT_ROOT / "assets" / "demo-artist" / "context" / "images" / "face-guide.png"
+WORDS = ["we", "drive", "all", "night", "until", "the", "morning"]
+
+
+def enhanced_lrc(seconds: float) -> tuple[str, list[tuple[float, str]]]:
+    """An LRC with a word tag on every word (a line every 2.4 s, words 0.3 s apart); and the word times."""
+    lines, times = [], []
+    t = 0.4
+    while t < seconds - 2.4:
+        tags = []
+        for k, word in enumerate(WORDS[:5]):
+            at = round(t + 0.3 * k + 0.07 * (k % 2), 2)
+            tags.append(f"<00:{at:05.2f}>{word}")
+            times.append((at, word))
+        lines.append(f"[00:{t:05.2f}]" + " ".join(tags))
+        t = round(t + 2.4, 2)
+    return "\n".join(lines) + "\n", times
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[tuple[float, str]]]:
+    root = tmp_path_factory.mktemp("edit")
+    artist = make_workspace(root / "artists" / "edit-artist", account_id=ACCOUNT, songs=())
+    shutil.copy(FACE, artist / "context" / "images" / "face-guide.png")
+    text, times = enhanced_lrc(12.0)
+    for slug in ("drums", "tone"):
+        folder = artist / "songs" / slug
+        folder.mkdir(parents=True)
+        (folder / f"{slug}.lrc").write_text(text, encoding="utf-8")
+    write_audio(artist / "songs" / "drums" / "drums.mp3", make_song([("chorus", 12.0)], seed=5).samples)
+    # silence: no beat at all, so the lyric test's picture is one shot and only the text changes
+    write_audio(artist / "songs" / "tone" / "tone.mp3", np.zeros(12 * 22050, dtype=np.float32), sr=22050)
+    settings = Settings(_env_file=None, data_dir=root / "data", artists_dir=root / "artists", clip_seconds=4.0,
+                        output_width=180, output_height=320)
+    return settings, times
+
+
+def render(settings: Settings, name: str, **kw) -> tuple[np.ndarray, dict]:
+    plan = RunPlan(run_id=name, artist=find_artist(settings, ACCOUNT), out_dir=settings.runs_dir / name, **kw)
+    result = run_video(plan, settings)
+    frames = np.stack(decode_frames(result.video_path)).astype(np.int16)
+    return frames, result.output["edit"]
+
+
+def pair(settings: Settings, name: str, **kw) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """The same run (same seed) with text and without."""
+    on, edit_on = render(settings, f"{name}-on", **kw)
+    off, edit_off = render(settings, f"{name}-off", **{**kw, "caption_length": "none", "lyrics": "none"})
+    assert edit_on["cuts"] == edit_off["cuts"] and edit_on["faceBoxes"] == edit_off["faceBoxes"], "same picture"
+    return on, off, edit_on, edit_off
+
+
+def text_pixels(on: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Per frame, the pixels the text changed (well above the encoder's noise between two renders)."""
+    return np.abs(on - off).max(axis=-1) > 64
+
+
+def face_at(edit: dict, frame: int) -> dict | None:
+    t = frame / FPS
+    for box in edit["faceBoxes"]:
+        if box["start"] <= t + 1e-6 < box["end"] or (t >= box["end"] and box is edit["faceBoxes"][-1]):
+            return box
+    return None
+
+
+def test_cuts_are_where_the_picture_jumps_and_on_the_grid(studio) -> None:
+    settings, _ = studio
+    frames, edit = render(settings, "cuts", template_id="artist-caption-stage", songs=["drums"], seed=4,
+                          lyrics="none")
+    assert edit["cuts"], "an energetic template on a drum loop cuts"
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))  # change[k]: frame k -> k + 1
+    # a cut moves the whole picture (mean change 20-50 levels); the slow push and a keyframe change it < 3
+    jumps = {k + 1 for k in np.nonzero(change > max(8.0, 10 * np.median(change)))[0]}
+    expected = {round(c * FPS) for c in edit["cuts"]}
+    assert jumps == expected, f"picture jumps at frames {sorted(jumps)}, edit.cuts says {sorted(expected)}"
+    for cut in edit["cuts"]:
+        assert min(abs(cut - b) for b in edit["beats"]) <= 1 / FPS + 1e-6, f"cut {cut} is off the grid"
+    assert set(edit["downbeats"]) <= set(edit["beats"])
+
+
+def test_each_lyric_word_lights_within_a_frame_of_its_time(studio) -> None:
+    settings, times = studio
+    on, off, edit, _ = pair(settings, "words", template_id="artist-caption-stage", songs=["tone"], seed=2,
+                            lyrics="word")
+    assert not edit["cuts"], "no steady beat: one shot, so only the text changes"
+    assert edit["lyricsMode"] == "word" and edit["lyrics"] and edit["lyricsTiming"] == "lrc word tags"
+    shown = [w for line in edit["lyrics"] for w in line["words"]]
+    start = min(t for t, _ in times if any(abs(t - w["start"]) < 5 for w in shown))
+    source = dict(times)
+    clip_start = next(t for t in sorted(source) if source[t] == shown[0]["text"] and t >= start) - shown[0]["start"]
+    for w in shown:  # the displayed times are the file's word tags
+        assert any(abs(t - clip_start - w["start"]) < 1e-3 and word == w["text"] for t, word in times), w
+    boxes = [b for b in edit["textBoxes"] if b["kind"] == "lyrics"]
+    x0, y0 = min(b["x"] for b in boxes), min(b["y"] for b in boxes)
+    x1, y1 = max(b["x"] + b["w"] for b in boxes), max(b["y"] + b["h"] for b in boxes)
+    ink = np.abs(on - off)[:, y0:y1, x0:x1].max(axis=-1)  # the text as laid over this very picture
+    # change[k]: pixels of the lyric box whose ink changed clearly between frame k and k + 1 (a word lit)
+    change = (np.abs(np.diff(ink, axis=0)) > 48).sum(axis=(1, 2)).astype(float)
+    floor = max(3.0, float(np.median(change)))
+    for w in shown:
+        k = round(w["start"] * FPS)
+        if k == 0:
+            continue
+        window = change[max(0, k - 3): k + 2]  # transitions into frames k-2 .. k+2
+        peak = max(0, k - 3) + int(np.argmax(window)) + 1
+        assert abs(peak - k) <= 1 and window.max() > 5 * floor, f"{w['text']} at frame {k} lit at {peak}"
+
+
+def check_text_clear(on: np.ndarray, off: np.ndarray, edit: dict, aspect: str) -> None:
+    changed = text_pixels(on, off)
+    h, w = on.shape[1:3]
+    assert changed.any(), "the text is on screen"
+    safe = safe_box(aspect, w, h)
+    for k in range(len(changed)):
+        box = face_at(edit, k)
+        if box is not None:
+            inside = changed[k, box["y"]: box["y"] + box["h"], box["x"]: box["x"] + box["w"]]
+            assert inside.sum() <= 2, f"frame {k}: {int(inside.sum())} text pixels on the face {box}"
+        ys, xs = np.nonzero(changed[k])
+        if len(xs):  # inside the safe zone (2 px for the encoder's smear at the edges of the ink)
+            assert xs.max() <= safe.right + 2 and ys.max() <= safe.bottom + 2, f"frame {k} in the UI zone"
+    for tb in edit["textBoxes"]:
+        assert tb["x"] >= safe.x and tb["x"] + tb["w"] <= safe.right and tb["y"] + tb["h"] <= safe.bottom
+        for face in edit["faceBoxes"]:
+            if face["start"] < tb["end"] and tb["start"] < face["end"]:
+                assert (tb["x"] + tb["w"] <= face["x"] or face["x"] + face["w"] <= tb["x"]
+                        or tb["y"] + tb["h"] <= face["y"] or face["y"] + face["h"] <= tb["y"]), (tb, face)
+
+
+@pytest.mark.parametrize("template", template_ids())
+def test_text_is_never_on_the_face_in_any_template(studio, template: str) -> None:
+    settings, _ = studio
+    on, off, edit, _ = pair(settings, f"face-{template}", template_id=template, songs=["drums"], seed=6,
+                            caption_length="long", lyrics="line")
+    if template != "album-record-store":  # the only template without the artist's face
+        assert edit["faceBoxes"]
+    check_text_clear(on, off, edit, "9:16")
+
+
+@pytest.mark.parametrize("aspect", [a for a in ASPECT_RATIOS if a != "9:16"])
+@pytest.mark.parametrize("caption", ["short", "medium", "long"])
+def test_text_is_never_on_the_face_in_any_format(studio, aspect: str, caption: str) -> None:
+    settings, _ = studio
+    on, off, edit, _ = pair(settings, f"face-{aspect.replace(':', 'x')}-{caption}",
+                            template_id="artist-caption-stage", songs=["drums"], seed=8, caption_length=caption,
+                            lyrics="word", aspect_ratio=aspect)
+    assert edit["aspectRatio"] == aspect and on.shape[1:3] == (edit["height"], edit["width"])
+    check_text_clear(on, off, edit, aspect)
