@@ -38,7 +38,7 @@ def make_image(face_guide: Path | None, template: Template, *, width: int, heigh
     else:
         src, _ = load_upright(face_guide, max_side=3 * max(width, height))
         canvas, face = frame_portrait(src, detect_face(src), width, height, spec)
-    canvas = add_lighting(apply_grade(canvas, spec.grade), spec.lighting, rng)
+    canvas = add_lighting(apply_grade(canvas, spec.grade), spec.lighting, rng, face)
     _save_atomically(canvas, out_path)
     return StyledImage(path=out_path, width=width, height=height, face=face, provider="local")
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.artists import find_artist
 from pipeline.edit.frame_format import ASPECT_RATIOS
-from pipeline.edit.text_layout import safe_box
+from pipeline.edit.text_layout import CAP_HEIGHT_FLOOR, safe_box
 from pipeline.ffmpeg import decode_frames
 from pipeline.models import RunPlan
 from pipeline.run_video import run_video
@@ -53,6 +53,8 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[tup
         folder.mkdir(parents=True)
         (folder / f"{slug}.lrc").write_text(text, encoding="utf-8")
     write_audio(artist / "songs" / "drums" / "drums.mp3", make_song([("chorus", 12.0)], seed=5).samples)
+    (artist / "songs" / "untimed").mkdir(parents=True)  # the same song without any lyrics file
+    shutil.copy(artist / "songs" / "drums" / "drums.mp3", artist / "songs" / "untimed" / "untimed.mp3")
     # silence: no beat at all, so the lyric test's picture is one shot and only the text changes
     write_audio(artist / "songs" / "tone" / "tone.mp3", np.zeros(12 * 22050, dtype=np.float32), sr=22050)
     settings = Settings(_env_file=None, data_dir=root / "data", artists_dir=root / "artists", clip_seconds=4.0,
@@ -144,7 +146,10 @@ def check_text_clear(on: np.ndarray, off: np.ndarray, edit: dict, aspect: str) -
         ys, xs = np.nonzero(changed[k])
         if len(xs):  # inside the safe zone (2 px for the encoder's smear at the edges of the ink)
             assert xs.max() <= safe.right + 2 and ys.max() <= safe.bottom + 2, f"frame {k} in the UI zone"
+    floor = CAP_HEIGHT_FLOOR * min(w, h) / 720
     for tb in edit["textBoxes"]:
+        # the ink box holds at least one line's capitals (a caption is paged, never shrunk, below the floor)
+        assert tb["h"] >= floor, f"{tb} is shorter than a {floor:.1f} px capital"
         assert tb["x"] >= safe.x and tb["x"] + tb["w"] <= safe.right and tb["y"] + tb["h"] <= safe.bottom
         for face in edit["faceBoxes"]:
             if face["start"] < tb["end"] and tb["start"] < face["end"]:
@@ -171,3 +176,11 @@ def test_text_is_never_on_the_face_in_any_format(studio, aspect: str, caption: s
                             lyrics="word", aspect_ratio=aspect)
     assert edit["aspectRatio"] == aspect and on.shape[1:3] == (edit["height"], edit["width"])
     check_text_clear(on, off, edit, aspect)
+
+
+def test_lyrics_asked_of_a_song_with_no_timing_say_why_and_the_run_completes(studio) -> None:
+    settings, _ = studio
+    frames, edit = render(settings, "untimed", template_id="artist-caption-stage", songs=["untimed"], seed=1,
+                          lyrics="word")
+    assert len(frames) > 0 and edit["lyrics"] == [] and not [b for b in edit["textBoxes"] if b["kind"] == "lyrics"]
+    assert "no timed lyrics" in edit["lyricsSkipped"] and edit["lyricsTiming"] == "none"
