@@ -43,9 +43,13 @@ def resolve_image(spec: str, fetcher: Fetcher, uploads_dir: Path) -> Path:
 
 def choose_face_guide(artist: Artist, images: list[str], fetcher: Fetcher, uploads_dir: Path,
                       *, needs_face: bool = True) -> Path | None:
-    """The first of `images` with a face, else the artist's face-guide.png; None when the template needs none."""
+    """The first of `images` with a face, else the artist's face-guide.png. A template that needs no face (the
+    record store, whose sleeve shows the artist's photo when there is one) gets the first image or the face guide
+    when there is one, else None."""
     if not needs_face:
-        return None
+        if images:
+            return resolve_image(images[0], fetcher, uploads_dir)
+        return artist.face_guide if artist.face_guide.is_file() else None
     checked: list[Path] = []
     for spec in images:
         path = resolve_image(spec, fetcher, uploads_dir)
