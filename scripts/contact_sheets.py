@@ -21,7 +21,7 @@ from pipeline.settings import PROJECT_ROOT, Settings  # noqa: E402
 from pipeline.templates import template_ids  # noqa: E402
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
-TILE_HEIGHT = 200  # px of each frame in the sheet
+TILE_HEIGHT = 128  # px of each frame in the sheet (five sheets stay a few hundred KB)
 
 
 def strip(video: Path, seconds: float, title: str) -> Image.Image:
@@ -76,7 +76,7 @@ def main() -> int:
                 rows.append(strip(result.video_path, args.seconds,
                                   f"{aspect}  lyrics: {edit['lyricsMode']}  cuts: {edit['cuts']}"))
             out = args.out / f"{template}.{args.format}"
-            stack(rows).save(out, **({"quality": 72, "optimize": True} if args.format == "jpg" else {}))
+            stack(rows).save(out, **({"quality": 55, "optimize": True} if args.format == "jpg" else {}))
             print(out, flush=True)
     return 0
 

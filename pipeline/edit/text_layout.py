@@ -143,22 +143,33 @@ def layout_text(*, caption: str, lyric_lines: Sequence[str], font_file: Path, ly
     if not caption.strip():
         return TextLayout(caption=None, lyrics=lyrics_area)
     top_em = max(floor, max_em or floor)
+    best: tuple[int, Box, list[str], int] | None = None  # fewest screens at the floor: (screens, region, ...)
     for em in [*range(top_em, floor, -2), floor]:
         for region in regions:
-            fits = region.h // line_height(em)
+            fits = min(MAX_CAPTION_LINES, region.h // line_height(em))
             if fits < 1 or region.w < 4 * em:
                 continue
             lines = wrap_text(caption, font_file, em, region.w, uppercase)
-            per_page = min(MAX_CAPTION_LINES, fits)
-            if len(lines) <= per_page or em == floor:
-                pages = tuple(tuple(lines[i:i + per_page]) for i in range(0, len(lines), per_page))
-                used = line_height(em) * min(per_page, len(lines))
-                # carved out of what the lyrics left, so the two never overlap; below the face it sits low
-                from_top = placement == "top" if guard is None else region.y < guard.bottom
-                box, _ = _take(region, used, from_top=from_top)
-                return TextLayout(caption=TextArea(box=box, em=em, lines=per_page), lyrics=lyrics_area,
-                                  caption_pages=pages)
-    return TextLayout(caption=None, lyrics=lyrics_area)  # nowhere clear of the face: no caption rather than on it
+            if len(lines) <= fits:  # the whole caption on one screen: the largest size that allows it
+                return _caption_in(region, em, lines, fits, placement, guard, lyrics_area)
+            screens = -(-len(lines) // fits)
+            if em == floor and (best is None or screens < best[0]):
+                best = (screens, region, lines, fits)
+    if best is None:
+        return TextLayout(caption=None, lyrics=lyrics_area)  # nowhere clear of the face: none rather than on it
+    _, region, lines, fits = best
+    return _caption_in(region, floor, lines, fits, placement, guard, lyrics_area)
+
+
+def _caption_in(region: Box, em: int, lines: list[str], per_page: int, placement: str, guard: Box | None,
+                lyrics_area: TextArea | None) -> TextLayout:
+    """The caption's box in `region` (carved out of what the lyrics left, so the two never overlap; below the
+    face it sits low) and its pages of per_page lines."""
+    pages = tuple(tuple(lines[i:i + per_page]) for i in range(0, len(lines), per_page))
+    used = line_height(em) * min(per_page, len(lines))
+    from_top = placement == "top" if guard is None else region.y < guard.bottom
+    box, _ = _take(region, used, from_top=from_top)
+    return TextLayout(caption=TextArea(box=box, em=em, lines=per_page), lyrics=lyrics_area, caption_pages=pages)
 
 
 def split_for_screen(words: Sequence[str], font_file: Path, em: int, width: int, max_lines: int = MAX_LYRIC_LINES,
