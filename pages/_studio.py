@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from pipeline.artists import Missing, check_readiness, list_artists, list_songs
 from pipeline.errors import BadInput, StudioError
-from pipeline.models import Artist, Song
+from pipeline.models import CAPTION_LENGTHS, Artist, Song
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
 from taskqueue.storage import LocalStorage, Storage, make_storage
@@ -25,7 +25,6 @@ from taskqueue.store import COMPLETED, Run, RunStore
 if TYPE_CHECKING:
     from taskqueue.trigger import EnqueueMany
 
-CAPTION_LENGTHS = ("none", "short", "medium", "long")
 MAX_BATCH = 30
 MAX_URL_LENGTH = 2048
 FALLBACK_SECONDS_PER_VIDEO = 30.0  # when neither past runs nor the provider model can say

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
+# The request's choices, named once: the API body, both CLIs, the Create page and the steps read them from here.
 CaptionLength = Literal["none", "short", "medium", "long"]
+CAPTION_LENGTHS: tuple[CaptionLength, ...] = get_args(CaptionLength)
 LyricsMode = Literal["none", "line", "word"]
-LYRICS_MODES: tuple[LyricsMode, ...] = ("none", "line", "word")
+LYRICS_MODES: tuple[LyricsMode, ...] = get_args(LyricsMode)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+
+from pipeline.edit.frame_format import AspectRatio
+from pipeline.models import CaptionLength, LyricsMode
 
 
 def _uuid(value: str) -> str:
@@ -47,12 +50,12 @@ class CreateContentRequest(BaseModel):
         examples=["artist-caption-stage"],
     )
     lipsync: StrictBool = Field(default=False, description="Bake the song clip into the video so lips move.")
-    caption_length: Literal["none", "short", "medium", "long"] = Field(default="none")
+    caption_length: CaptionLength = Field(default="none")
     upscale: StrictBool = Field(default=False, description="Render at 2x resolution.")
-    lyrics: Literal["none", "line", "word"] | None = Field(
+    lyrics: LyricsMode | None = Field(
         default=None, description="Lyrics on screen: the sung line, or the line with each word lit as it is "
         "sung (karaoke). Omitted: the template's default.")
-    aspect_ratio: Literal["9:16", "4:5", "1:1", "16:9"] = Field(
+    aspect_ratio: AspectRatio = Field(
         default="9:16", description="Frame format: 9:16 720x1280, 4:5 864x1080, 1:1 1080x1080, 16:9 1280x720 "
         "(upscale doubles each).")
     batch: StrictInt = Field(default=1, ge=1, le=30, description="Number of independent videos.")

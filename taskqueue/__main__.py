@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.edit.frame_format import ASPECT_RATIOS
 from pipeline.errors import StudioError
+from pipeline.models import CAPTION_LENGTHS, LYRICS_MODES
 from pipeline.request import CreateContentRequest
 from pipeline.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -39,10 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
     trig.add_argument("--artist", required=True, help="artist account id (or folder slug)")
     trig.add_argument("--template", default=None, help="template id (omit for malleable mode)")
-    trig.add_argument("--caption-length", default="none", choices=["none", "short", "medium", "long"])
-    trig.add_argument("--lyrics", default=None, choices=["none", "line", "word"],
+    trig.add_argument("--caption-length", default="none", choices=list(CAPTION_LENGTHS))
+    trig.add_argument("--lyrics", default=None, choices=list(LYRICS_MODES),
                       help="lyrics on screen (default: the template's)")
-    trig.add_argument("--aspect-ratio", default="9:16", choices=["9:16", "4:5", "1:1", "16:9"])
+    trig.add_argument("--aspect-ratio", default="9:16", choices=list(ASPECT_RATIOS))
     trig.add_argument("--lipsync", action="store_true")
     trig.add_argument("--upscale", action="store_true")
     trig.add_argument("--batch", type=int, default=1, help="number of videos, 1..30")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 AspectRatio = Literal["9:16", "4:5", "1:1", "16:9"]
-ASPECT_RATIOS: tuple[AspectRatio, ...] = ("9:16", "4:5", "1:1", "16:9")
+ASPECT_RATIOS: tuple[AspectRatio, ...] = get_args(AspectRatio)
 # Frame size of each format at the default scale (settings' 720 px 9:16 width); upscale doubles them.
 FRAME_SIZES: dict[str, tuple[int, int]] = {"9:16": (720, 1280), "4:5": (864, 1080), "1:1": (1080, 1080),
                                            "16:9": (1280, 720)}
