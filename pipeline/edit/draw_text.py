@@ -36,6 +36,25 @@ def _rgb(hex_colour: str) -> tuple[int, int, int]:
         return 255, 255, 255
 
 
+def _positions(lines: Sequence[Sequence[str]], area: TextArea,
+               look: TextLook) -> list[list[tuple[float, float, float]]]:
+    """(x, y, width) of each word, rows centred in the box: where draw_lines puts them."""
+    measure = measurer(look.font_file, area.em)
+    space = measure(" ")
+    advance = line_height(area.em)
+    top = (area.box.h - advance * len(lines)) / 2 + advance / 2
+    rows = []
+    for n, words in enumerate(lines):
+        widths = [measure(w) for w in words]
+        x = (area.box.w - (sum(widths) + space * (len(words) - 1))) / 2
+        row = []
+        for w in widths:
+            row.append((x, top + n * advance, w))
+            x += w + space
+        rows.append(row)
+    return rows
+
+
 def draw_lines(lines: Sequence[Sequence[tuple[str, str, float]]], area: TextArea, look: TextLook) -> np.ndarray:
     """RGBA of area.box with `lines` (each a list of (word, colour, opacity)) centred, outlined and shadowed."""
     box = area.box
@@ -44,18 +63,12 @@ def draw_lines(lines: Sequence[Sequence[tuple[str, str, float]]], area: TextArea
     fill = Image.new("RGBA", (box.w, box.h), (0, 0, 0, 0))
     outline = Image.new("L", (box.w, box.h), 0)
     draw_fill, draw_outline = ImageDraw.Draw(fill), ImageDraw.Draw(outline)
-    space = font.getlength(" ")
-    advance = line_height(area.em)
-    top = (box.h - advance * len(lines)) / 2 + advance / 2
-    for n, words in enumerate(lines):
-        widths = [font.getlength(w) for w, _, _ in words]
-        x = (box.w - (sum(widths) + space * (len(words) - 1))) / 2
-        y = top + n * advance
-        for (word, colour, opacity), w in zip(words, widths, strict=True):
+    places = _positions([[w for w, _, _ in words] for words in lines], area, look)
+    for words, row in zip(lines, places, strict=True):
+        for (word, colour, opacity), (x, y, _) in zip(words, row, strict=True):
             draw_outline.text((x, y), word, font=font, fill=round(255 * opacity), anchor="lm",
                               stroke_width=stroke, stroke_fill=round(255 * opacity))
             draw_fill.text((x, y), word, font=font, fill=(*_rgb(colour), round(255 * opacity)), anchor="lm")
-            x += w + space
     shadow = outline.filter(ImageFilter.GaussianBlur(stroke))
     rgba = np.zeros((box.h, box.w, 4), dtype=np.float32)
     rgba[..., :3] = _rgb(look.outline_colour)
@@ -65,6 +78,24 @@ def draw_lines(lines: Sequence[Sequence[tuple[str, str, float]]], area: TextArea
     rgba[..., :3] = rgba[..., :3] * (1 - a) + ink[..., :3] * a
     rgba[..., 3] = np.maximum(rgba[..., 3], ink[..., 3])
     return np.clip(rgba + 0.5, 0, 255).astype(np.uint8)
+
+
+def _word_cells(rows: Sequence[Sequence[int]], words: Sequence[str], area: TextArea,
+                look: TextLook) -> dict[int, tuple[slice, slice]]:
+    """The part of the box each word owns (to the middle of the spaces and between the rows), so a state is the
+    line's drawn variants cut and joined by words."""
+    space = measurer(look.font_file, area.em)(" ")
+    half = line_height(area.em) / 2
+    places = _positions([[words[i] for i in row] for row in rows], area, look)
+    cells: dict[int, tuple[slice, slice]] = {}
+    for r, (row, place) in enumerate(zip(rows, places, strict=True)):
+        y0 = 0 if r == 0 else round(place[0][1] - half)
+        y1 = area.box.h if r == len(rows) - 1 else round(place[0][1] + half)
+        for k, (i, (x, _, w)) in enumerate(zip(row, place, strict=True)):
+            x0 = 0 if k == 0 else round(x - space / 2)
+            x1 = area.box.w if k == len(row) - 1 else round(x + w + space / 2)
+            cells[i] = (slice(y0, y1), slice(x0, x1))
+    return cells
 
 
 def _on_frame(t: float, fps: int) -> float:
@@ -88,25 +119,35 @@ def caption_track(pages: Sequence[Sequence[str]], area: TextArea, look: TextLook
 def lyric_track(lines: Sequence[LyricLine], area: TextArea, look: TextLook, *, mode: str, duration: float,
                 fps: int) -> TextTrack:
     """A state per displayed lyric line (mode "line") or per sung word (mode "word", the karaoke), each starting
-    on the frame nearest its time. Lines are already split to fit the area (at most area.lines lines)."""
+    on the frame nearest its time. Lines are already split to fit the area (at most area.lines lines). A line is
+    drawn three times (to come, sung, being sung) and each word state is cut from those, not drawn again."""
     measure = measurer(look.font_file, area.em)
     states: list[TextState] = []
     for line in lines:
         words = [w.text.upper() if look.uppercase else w.text for w in line.words]
         rows = _rows(words, measure, area.box.w)
         start, end = _on_frame(line.start, fps), min(duration, _on_frame(line.end, fps))
-        if mode == "word":
-            times = [_on_frame(w.start, fps) for w in line.words]
-            cuts = sorted({start, *(t for t in times if start < t < end)})
-            for k, t0 in enumerate(cuts):
-                t1 = cuts[k + 1] if k + 1 < len(cuts) else end
-                lit = sum(1 for t in times if t <= t0 + 1e-6)
-                styled = [[(words[i], look.highlight if i == lit - 1 else look.colour,
-                            1.0 if i < lit else UPCOMING_ALPHA) for i in row] for row in rows]
-                states.append(TextState(start=t0, end=t1, ink=draw_lines(styled, area, look)))
-        else:
-            styled = [[(words[i], look.colour, 1.0) for i in row] for row in rows]
-            states.append(TextState(start=start, end=end, ink=draw_lines(styled, area, look)))
+
+        def drawn(colour: str, opacity: float, rows: list[list[int]] = rows,
+                  words: list[str] = words) -> np.ndarray:
+            return draw_lines([[(words[i], colour, opacity) for i in row] for row in rows], area, look)
+
+        sung = drawn(look.colour, 1.0)
+        if mode != "word":
+            states.append(TextState(start=start, end=end, ink=sung))
+            continue
+        upcoming, lit_word = drawn(look.colour, UPCOMING_ALPHA), drawn(look.highlight, 1.0)
+        cells = _word_cells(rows, words, area, look)
+        times = [_on_frame(w.start, fps) for w in line.words]
+        cuts = sorted({start, *(t for t in times if start < t < end)})
+        for k, t0 in enumerate(cuts):
+            t1 = cuts[k + 1] if k + 1 < len(cuts) else end
+            lit = sum(1 for t in times if t <= t0 + 1e-6)
+            ink = upcoming.copy()
+            for i in range(min(lit, len(words))):
+                ys, xs = cells.get(i, (slice(0, 0), slice(0, 0)))
+                ink[ys, xs] = (lit_word if i == lit - 1 else sung)[ys, xs]
+            states.append(TextState(start=t0, end=t1, ink=ink))
     states = [s for s in states if s.end > s.start]
     return TextTrack(kind="lyrics", box=area.box, states=tuple(states))
 
