@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, working_size, write_frames
 from pipeline.caption_layer import CaptionLayer, rasterise_caption, with_caption
-from pipeline.edit.text_track import TextTrack, lay_over, write_track
+from pipeline.edit.text_track import TextPainter, TextTrack, write_track
 from pipeline.encoder import Encoder, choose_encoder, why_not, x264
 from pipeline.errors import BadInput, RenderError
 from pipeline.ffmpeg import measure_loudness, probe, run_ffmpeg
@@ -158,7 +158,8 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
     next_input = (1 if from_video else 2) + (inputs.caption is not None)
-    for n, (track, listing) in enumerate(zip(job.text_tracks, inputs.track_lists, strict=True)):
+    overlaid = job.text_tracks if job.video_source is not None else ()  # over the camera: painted in (render())
+    for n, (track, listing) in enumerate(zip(overlaid, inputs.track_lists, strict=True)):
         # Each state is converted once, then repeated to the frame rate (cheap: the same picture again).
         args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
         layer = (f"[{next_input + n}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
@@ -232,12 +233,12 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
     """Writes the camera's frames into ffmpeg and, on the way, the poster: the frame POSTER_AT into the clip
     with the caption laid on, saved while ffmpeg encodes (cutting it from the finished file was a second
     ffmpeg run after the encode)."""
-    def save_poster(rgb: np.ndarray) -> None:
-        rgb = lay_over(with_caption(rgb, caption), job.text_tracks, poster_frame(job) / job.fps)
-        Image.fromarray(rgb).save(poster_out, format="JPEG", quality=92)
+    def save_poster(rgb: np.ndarray) -> None:  # the text tracks are on the frame already (painted in)
+        Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
 
+    paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks else None
     return lambda stream: write_frames(stream, camera.still, camera.path, job.width, job.height,
-                                       keep=poster_frame(job), on_kept=save_poster)
+                                       keep=poster_frame(job), on_kept=save_poster, paint=paint)
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
@@ -288,8 +289,10 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
             gain = pool.submit(loudness_gain, job)
             encoder = pool.submit(choose_encoder, job.video_encoder, preset=job.x264_preset, crf=job.crf,
                                   params=job.x264_params, ffmpeg=job.ffmpeg)
-            tracks = [pool.submit(write_track, track, caption_tmp.with_suffix(".text"), job.clip_duration)
-                      for track in job.text_tracks]
+            # over a provider's clip the text goes through ffmpeg; over the camera it is painted into the frames
+            overlaid = job.text_tracks if job.video_source is not None else ()
+            tracks = [pool.submit(write_track, track, caption_tmp.with_suffix(".text"), job.clip_duration, job.fps)
+                      for track in overlaid]
             inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result(),
                                   encoder=encoder.result(), track_lists=tuple(t.result() for t in tracks))
             camera = camera_ready.result()

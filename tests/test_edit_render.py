@@ -5,6 +5,7 @@ format."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,40 @@ def test_lyrics_asked_of_a_song_with_no_timing_say_why_and_the_run_completes(stu
                           lyrics="word")
     assert len(frames) > 0 and edit["lyrics"] == [] and not [b for b in edit["textBoxes"] if b["kind"] == "lyrics"]
     assert "no timed lyrics" in edit["lyricsSkipped"] and edit["lyricsTiming"] == "none"
+
+
+@pytest.mark.parametrize("source", ["still", "clip"])
+def test_text_states_are_on_screen_exactly_in_their_frames(tmp_path: Path, source: str) -> None:
+    """The same track over the camera (painted into the frames) and over a provider's clip (ffmpeg's overlay):
+    each state shows from its first frame to its last, nothing in the gaps."""
+    from pipeline.edit.text_track import TextState, TextTrack
+    from pipeline.edit.timeline import Box
+    from pipeline.render import RenderJob
+    from pipeline.render import render as render_job
+    from tests.media import ffmpeg_make
+    from tests.test_render import flat_still, static
+
+    song = tmp_path / "song.wav"
+    ffmpeg_make("-f", "lavfi", "-i", "sine=frequency=330:duration=3", str(song))
+    clip = None
+    if source == "clip":
+        clip = tmp_path / "clip.mp4"
+        ffmpeg_make("-f", "lavfi", "-i", "color=c=0x404040:s=180x320:r=30:d=2", "-pix_fmt", "yuv420p", str(clip))
+    box = Box(31, 201, 101, 41)  # odd on purpose: chroma lands on the even grid
+    white = np.full((box.h, box.w, 4), 255, np.uint8)
+    red = white.copy()
+    red[..., 1:3] = 0
+    track = TextTrack(kind="lyrics", box=box, states=(TextState(10 / FPS, 20 / FPS, white),
+                                                      TextState(30 / FPS, 45 / FPS, red)))
+    job = RenderJob(image=flat_still(tmp_path / "g.jpg", 270, 480), motion=static(), audio_path=song, clip_start=0.0,
+                    clip_duration=2.0, ass_path=None, fonts_dir=PROJECT_ROOT, out_path=tmp_path / "v.mp4", width=180,
+                    height=320, video_source=clip, text_tracks=(track,))
+    frames = np.stack(decode_frames(render_job(job).video_path)).astype(np.int16)
+    inside = frames[:, box.y + 4: box.bottom - 4, box.x + 4: box.right - 4].mean(axis=(1, 2))  # (frames, rgb)
+    for k, (r, g, b) in enumerate(inside):
+        if 10 <= k < 20:
+            assert min(r, g, b) > 235, f"frame {k}: white state missing ({r:.0f}, {g:.0f}, {b:.0f})"
+        elif 30 <= k < 45:
+            assert r > 200 and g < 60 and b < 60, f"frame {k}: red state missing ({r:.0f}, {g:.0f}, {b:.0f})"
+        else:
+            assert max(r, g, b) < 200, f"frame {k}: text where there is none ({r:.0f}, {g:.0f}, {b:.0f})"
