@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -72,6 +72,7 @@ class CameraPath:
     zoom: np.ndarray
     cx: np.ndarray
     cy: np.ndarray
+    still: np.ndarray | None = None  # per frame, which still (several: the edit cuts between them); None: the first
 
 
 def camera_path(motion: MotionPlan, frames: int, fps: int) -> CameraPath:
@@ -145,18 +146,21 @@ def _window_matrix(zoom: float, cx: float, cy: float, src_w: int, src_h: int, ou
 FramePainter = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]  # (frame number, Y, U, V), in place
 
 
-def draw_frames(still: StillPlanes, path: CameraPath, width: int, height: int,
+def draw_frames(stills: StillPlanes | Sequence[StillPlanes], path: CameraPath, width: int, height: int,
                 paint: FramePainter | None = None) -> Iterator[memoryview]:
-    """Each frame of the move as one yuv420p buffer, `paint` laying text on it. The buffer is reused: consume it
-    before the next."""
+    """Each frame of the move as one yuv420p buffer (from the still the path says), `paint` laying text on it.
+    The buffer is reused: consume it before the next."""
+    stills = (stills,) if isinstance(stills, StillPlanes) else tuple(stills)
+    which = path.still if path.still is not None else np.zeros(len(path.zoom), dtype=np.int32)
     frame = np.empty(width * height * 3 // 2, dtype=np.uint8)
     luma = width * height
     out_y = frame[:luma].reshape(height, width)
     out_u = frame[luma: luma * 5 // 4].reshape(height // 2, width // 2)
     out_v = frame[luma * 5 // 4:].reshape(height // 2, width // 2)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    sh, sw = still.y.shape
     for index, (zoom, cx, cy) in enumerate(zip(path.zoom, path.cx, path.cy, strict=True)):
+        still = stills[int(which[index])]
+        sh, sw = still.y.shape
         cv2.warpAffine(still.y, _window_matrix(zoom, cx, cy, sw, sh, width, height), (width, height), dst=out_y,
                        flags=flags, borderMode=cv2.BORDER_REPLICATE)
         chroma = _window_matrix(zoom, cx, cy, sw // 2, sh // 2, width // 2, height // 2)
@@ -168,7 +172,8 @@ def draw_frames(still: StillPlanes, path: CameraPath, width: int, height: int,
         yield memoryview(frame)
 
 
-def write_frames(stream: BinaryIO, still: StillPlanes, path: CameraPath, width: int, height: int, *,
+def write_frames(stream: BinaryIO, still: StillPlanes | Sequence[StillPlanes], path: CameraPath, width: int,
+                 height: int, *,
                  keep: int | None = None, on_kept: Callable[[np.ndarray], None] | None = None,
                  paint: FramePainter | None = None) -> None:
     """Every frame into `stream`; frame number `keep` is also handed (as RGB) to `on_kept`."""

@@ -62,6 +62,7 @@ class RenderJob:
     video_source: Path | None = None  # a provider's clip used instead of the still (looped or trimmed to fit)
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
     camera: CameraPath | None = None  # the edit's camera per frame (cuts, framings); None: the motion plan's
+    extra_images: tuple[StyledImage, ...] = ()  # more stills the edit's camera cuts to (camera.still says when)
     text_tracks: tuple[TextTrack, ...] = ()  # caption pages and lyric states, each laid over by one overlay
 
     @property
@@ -212,9 +213,9 @@ def loudness_gain(job: RenderJob) -> float:
 
 @dataclass(frozen=True)
 class Camera:
-    """The still, read and sized once, and its path: what the feed draws."""
+    """The stills, read and sized once, and the path over them: what the feed draws."""
 
-    still: StillPlanes
+    stills: tuple[StillPlanes, ...]
     path: CameraPath
 
 
@@ -224,8 +225,11 @@ def prepare_camera(job: RenderJob) -> Camera | None:
     if job.video_source is not None:
         return None
     path = job.camera if job.camera is not None else camera_path(job.motion, frame_count(job), job.fps)
-    size = working_size(job.image.width, job.image.height, job.width, job.height, float(path.zoom.max()))
-    return Camera(still=load_still(job.image.path, size, job.ffmpeg), path=path)
+    stills = []
+    for image in (job.image, *job.extra_images):
+        size = working_size(image.width, image.height, job.width, job.height, float(path.zoom.max()))
+        stills.append(load_still(image.path, size, job.ffmpeg))
+    return Camera(stills=tuple(stills), path=path)
 
 
 def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
@@ -237,7 +241,7 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
         Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
 
     paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks else None
-    return lambda stream: write_frames(stream, camera.still, camera.path, job.width, job.height,
+    return lambda stream: write_frames(stream, camera.stills, camera.path, job.width, job.height,
                                        keep=poster_frame(job), on_kept=save_poster, paint=paint)
 
 

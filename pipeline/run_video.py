@@ -20,7 +20,7 @@ from pipeline.artists import read_context
 from pipeline.camera import camera_path
 from pipeline.caption_ass import caption_style_from_template
 from pipeline.choose_clip import choose_clip
-from pipeline.choose_face_guide import choose_face_guide
+from pipeline.choose_face_guide import choose_face_guide, more_images
 from pipeline.edit.draw_text import TextLook
 from pipeline.edit.frame_format import ASPECT_RATIOS, frame_size
 from pipeline.edit.plan_edit import EditInputs, EditPlan, plan_edit
@@ -39,6 +39,7 @@ from pipeline.models import (
 )
 from pipeline.plan_motion import plan_motion
 from pipeline.providers.base import wants_audio_clip
+from pipeline.providers.local import LocalImageMaker
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
 from pipeline.render import RenderJob, RenderResult, encoding_from_settings, render
@@ -116,6 +117,7 @@ class _Chosen:
     video_source: Path | None = None
     motion: MotionPlan | None = None
     motion_prompt: str = ""
+    more_images: list[StyledImage] = field(default_factory=list)  # other stills the edit cuts to
     caption: str = ""
 
 
@@ -185,10 +187,13 @@ def _make_image(plan: RunPlan, settings: Settings, template: Template, providers
                 rng: random.Random, chosen: _Chosen, work: Path, width: int, height: int) -> None:
     chosen.face_guide = choose_face_guide(plan.artist, plan.images, fetcher, settings.data_dir / "uploads",
                                           needs_face=template.image.uses_face_guide)
-    chosen.image = providers.image.make(
-        chosen.face_guide, template, width=_even(width * SOURCE_SCALE), height=_even(height * SOURCE_SCALE),
-        rng=rng, out_path=work / "image.jpg",
-    )
+    size = {"width": _even(width * SOURCE_SCALE), "height": _even(height * SOURCE_SCALE)}
+    chosen.image = providers.image.make(chosen.face_guide, template, **size, rng=rng, out_path=work / "image.jpg")
+    if template.image.uses_face_guide and isinstance(providers.image, LocalImageMaker):
+        # more pictures of the artist to cut between (locally only: with a model each would be a paid call)
+        extras = more_images(plan.artist, plan.images, chosen.face_guide, fetcher, settings.data_dir / "uploads")
+        chosen.more_images = [providers.image.make(path, template, **size, rng=rng, out_path=work / f"image-{n}.jpg")
+                              for n, path in enumerate(extras, start=1)]
 
 
 def _make_motion(plan: RunPlan, settings: Settings, template: Template, providers: Providers, chosen: _Chosen,
@@ -255,6 +260,7 @@ def _plan_the_edit(plan: RunPlan, settings: Settings, template: Template, chosen
         lipsync=plan.lipsync, video_source=chosen.video_source, caption=chosen.caption, look=look,
         placement=spec.placement, caption_em=max_em, lyrics_mode=lyrics_mode,
         lyric_lines=clip.lyrics if skipped is None else (), lyrics_skipped=skipped,
+        more_images=tuple(chosen.more_images) if chosen.video_source is None else (),
     ), rng)
 
 
@@ -266,7 +272,8 @@ def render_job(settings: Settings, template: Template, chosen: _Chosen, edit: Ed
         clip_duration=chosen.clip.duration, ass_path=None, fonts_dir=FONTS_DIR, out_path=out_path,
         width=timeline.width, height=timeline.height, fade_in=template.edit.fade_in,
         fade_out=template.edit.fade_out, video_source=chosen.video_source, camera=edit.camera,
-        text_tracks=edit.tracks, **encoding_from_settings(settings),
+        text_tracks=edit.tracks, extra_images=tuple(chosen.more_images) if edit.camera is not None
+        and edit.camera.still is not None else (), **encoding_from_settings(settings),
     )
 
 

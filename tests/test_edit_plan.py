@@ -63,14 +63,15 @@ def test_framings_differ_and_keep_the_face_in_frame() -> None:
     still, out = (1080, 1920), (720, 1280)
     face = FaceBox(x=420, y=520, w=240, h=260)
     cuts = cutting.cut_times(*grid(), grid()[0][2::4], duration=15.0, fps=FPS, energy=0.9, punch=0.9)
-    segments = cutting.plan_segments(cuts, duration=15.0, face=face, anchor=(0.5, 0.38), still=still, out=out,
+    stills = [cutting.Still(size=still, face=face)]
+    segments = cutting.plan_segments(cuts, duration=15.0, stills=stills, anchor=(0.5, 0.38), out=out,
                                      rng=random.Random(3))
     names = [s.framing.name for s in segments]
     assert {"wide", "medium", "close", "punch"} <= set(names)
     for a, b in zip(segments, segments[1:], strict=False):
         assert (a.framing.zoom, a.framing.cx, a.framing.cy) != (b.framing.zoom, b.framing.cx, b.framing.cy)
     path = cutting.segments_path(segments, 15 * FPS + 1, FPS, None)
-    with_faces = cutting.with_faces(segments, path, FPS, face, still, out)
+    with_faces = cutting.with_faces(segments, path, FPS, stills, out)
     for seg in with_faces:
         box = seg.face
         assert box.x > 0 and box.y > 0 and box.right < out[0] and box.bottom < out[1], "the whole face on screen"
@@ -127,3 +128,20 @@ def test_frame_sizes_of_every_format() -> None:
     assert [frame_size(a) for a in ASPECT_RATIOS] == [(720, 1280), (864, 1080), (1080, 1080), (1280, 720)]
     assert frame_size("4:5", upscale=True) == (1728, 2160)
     assert frame_size("16:9", 180, 320) == (320, 180)
+
+
+def test_with_several_stills_bar_lines_cut_between_them_each_framed_on_its_face() -> None:
+    out = (720, 1280)
+    stills = [cutting.Still(size=(1080, 1920), face=FaceBox(420, 520, 240, 260)),
+              cutting.Still(size=(1080, 1920), face=FaceBox(150, 900, 200, 220))]
+    beats, downbeats = grid()
+    cuts = cutting.cut_times(beats, downbeats, beats[2::4], duration=15.0, fps=FPS, energy=0.9, punch=0.9)
+    segments = cutting.plan_segments(cuts, duration=15.0, stills=stills, anchor=(0.5, 0.38), out=out,
+                                     rng=random.Random(1))
+    for before, seg, (t, is_punch) in zip(segments, segments[1:], cuts, strict=False):
+        assert seg.image == (before.image if is_punch else 1 - before.image), f"cut at {t}"
+    path = cutting.segments_path(segments, 15 * FPS + 1, FPS, None)
+    assert set(path.still.tolist()) == {0, 1}
+    for seg in cutting.with_faces(segments, path, FPS, stills, out):
+        box = seg.face  # each still's own face, on screen
+        assert box.x > 0 and box.right < out[0] and box.y > 0 and box.bottom < out[1], (seg.image, box)

@@ -222,3 +222,35 @@ def test_text_states_are_on_screen_exactly_in_their_frames(tmp_path: Path, sourc
             assert r > 200 and g < 60 and b < 60, f"frame {k}: red state missing ({r:.0f}, {g:.0f}, {b:.0f})"
         else:
             assert max(r, g, b) < 200, f"frame {k}: text where there is none ({r:.0f}, {g:.0f}, {b:.0f})"
+
+
+def test_with_two_pictures_of_the_artist_the_bar_lines_cut_between_them(tmp_path: Path) -> None:
+    from PIL import Image, ImageEnhance, ImageOps
+
+    root = tmp_path / "artists" / "two"
+    account = "0b7c8f3e-1d2a-4c5b-9e6f-7a8b9c0d1e2f"
+    artist = make_workspace(root, account_id=account, songs=())
+    shutil.copy(FACE, artist / "context" / "images" / "face-guide.png")
+    with Image.open(FACE) as img:  # another picture: mirrored, paler, the face elsewhere in the frame
+        other = ImageEnhance.Color(ImageOps.mirror(img.convert("RGB"))).enhance(0.6)
+        canvas = Image.new("RGB", (round(other.width * 1.4), round(other.height * 1.4)), (30, 40, 60))
+        canvas.paste(other, (round(other.width * 0.4), round(other.height * 0.2)))
+        canvas.save(artist / "context" / "images" / "backstage.jpg")
+    (artist / "songs" / "drums").mkdir(parents=True)
+    write_audio(artist / "songs" / "drums" / "drums.mp3", make_song([("chorus", 12.0)], seed=5).samples)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", artists_dir=tmp_path / "artists",
+                        clip_seconds=5.0, output_width=180, output_height=320)
+    plan = dict(template_id="artist-caption-stage", songs=["drums"], seed=4, caption_length="short", lyrics="none")
+    runs = {}
+    for name, caption in (("on", "short"), ("off", "none")):
+        p = RunPlan(run_id=name, artist=find_artist(settings, account), out_dir=settings.runs_dir / name,
+                    **{**plan, "caption_length": caption})
+        result = run_video(p, settings)
+        runs[name] = (np.stack(decode_frames(result.video_path)).astype(np.int16), result.output["edit"])
+    (on, edit), (off, _) = runs["on"], runs["off"]
+    images = [s["image"] for s in edit["segments"]]
+    assert set(images) == {0, 1}, edit["segments"]
+    bar_cuts = [s for s in edit["segments"][1:] if s["framing"] != "punch"]
+    assert all(a["image"] != b["image"] for a, b in zip(edit["segments"], edit["segments"][1:], strict=False)
+               if b in bar_cuts)
+    check_text_clear(on, off, edit, "9:16")  # each picture's own face is kept clear

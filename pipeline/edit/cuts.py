@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -120,14 +120,24 @@ def framing(name: str, face: FaceBox | None, anchor: tuple[float, float], still:
 FRAMINGS = ("wide", "medium", "close")
 
 
-def plan_segments(cuts: Sequence[tuple[float, bool]], *, duration: float, face: FaceBox | None,
-                  anchor: tuple[float, float], still: tuple[int, int], out: tuple[int, int],
-                  rng: random.Random, framings: Sequence[str] = FRAMINGS) -> list[Segment]:
-    """A shot per cut: bar-line cuts move between the framings (wide, medium, close; never the same twice in a
-    row); a punch-in tightens the shot it lands in."""
-    frames = {n: framing(n, face, anchor, still, out) for n in framings}
+@dataclass(frozen=True)
+class Still:
+    """What framing needs of one of the run's stills: its size and its face (in its pixels)."""
+
+    size: tuple[int, int]
+    face: FaceBox | None
+
+
+def plan_segments(cuts: Sequence[tuple[float, bool]], *, duration: float, stills: Sequence[Still],
+                  anchor: tuple[float, float], out: tuple[int, int], rng: random.Random,
+                  framings: Sequence[str] = FRAMINGS) -> list[Segment]:
+    """A shot per cut: bar-line cuts move to the next still (with several) and between the framings (wide,
+    medium, close, each around that still's face; never the same shot twice in a row); a punch-in tightens the
+    shot it lands in."""
+    frames = [{n: framing(n, s.face, anchor, s.size, out) for n in framings} for s in stills]
     order = list(framings)
     current = rng.choice(order[:2])
+    image = 0
     starts = [0.0, *(t for t, _ in cuts)]
     ends = [*(t for t, _ in cuts), duration]
     punches = [False, *(p for _, p in cuts)]
@@ -141,9 +151,10 @@ def plan_segments(cuts: Sequence[tuple[float, bool]], *, duration: float, face: 
                            cx=min(max(base.cx, half), 1 - half), cy=min(max(base.cy, half), 1 - half))
         else:
             if segments:  # `current` is still the framing a punch-in tightened, so the bar line moves on
+                image = (image + 1) % len(stills)
                 current = rng.choice([n for n in order if n != current] or order)
-            shot = frames[current]
-        segments.append(Segment(start=start, end=end, framing=shot))
+            shot = frames[image][current]
+        segments.append(Segment(start=start, end=end, framing=shot, image=image))
     return segments
 
 
@@ -164,7 +175,11 @@ def segments_path(segments: Sequence[Segment], frames: int, fps: int, fallback: 
         half = 0.5 / zoom[mask]
         cx[mask] = np.clip(f.cx, half, 1 - half)
         cy[mask] = np.clip(f.cy, half, 1 - half)
-    return CameraPath(zoom=zoom, cx=cx, cy=cy)
+    still = np.zeros(frames, dtype=np.int32)
+    for n, seg in enumerate(segments):
+        last = n == len(segments) - 1
+        still[(t >= seg.start - 1e-6) & ((t < seg.end - 1e-6) | last)] = seg.image
+    return CameraPath(zoom=zoom, cx=cx, cy=cy, still=still if still.any() else None)
 
 
 def face_on_screen(face: FaceBox, still: tuple[int, int], out: tuple[int, int], zoom: np.ndarray, cx: np.ndarray,
@@ -183,19 +198,19 @@ def face_on_screen(face: FaceBox, still: tuple[int, int], out: tuple[int, int], 
     return Box(bx0, by0, max(0, bx1 - bx0), max(0, by1 - by0))
 
 
-def with_faces(segments: Sequence[Segment], path: CameraPath, fps: int, face: FaceBox | None,
-               still: tuple[int, int], out: tuple[int, int]) -> list[Segment]:
-    """The segments with the face's on-screen box, measured on the very path the camera draws."""
-    if face is None:
-        return list(segments)
+def with_faces(segments: Sequence[Segment], path: CameraPath, fps: int, stills: Sequence[Still],
+               out: tuple[int, int]) -> list[Segment]:
+    """The segments with the face's on-screen box (of the still each shows), measured on the very path the camera
+    draws."""
     t = np.arange(len(path.zoom)) / fps
     result = []
     for n, seg in enumerate(segments):
         last = n == len(segments) - 1
         mask = (t >= seg.start - 1e-6) & ((t < seg.end - 1e-6) | last)
-        if not mask.any():
+        face, size = stills[seg.image].face, stills[seg.image].size
+        if not mask.any() or face is None:
             result.append(seg)
             continue
-        box = face_on_screen(face, still, out, path.zoom[mask], path.cx[mask], path.cy[mask])
+        box = face_on_screen(face, size, out, path.zoom[mask], path.cx[mask], path.cy[mask])
         result.append(replace(seg, face=box))
     return result

@@ -46,6 +46,7 @@ class EditInputs:
     lyrics_mode: str = "none"
     lyric_lines: tuple[LyricLine, ...] = ()  # the clip's, in seconds of the clip
     lyrics_skipped: str | None = None
+    more_images: tuple[StyledImage, ...] = ()  # other stills of the artist: bar-line cuts move between them
 
 
 @dataclass
@@ -59,6 +60,7 @@ def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], 
            framings: Sequence[str]) -> tuple[list[Segment], CameraPath | None]:
     still = (inp.image.width, inp.image.height)
     out = (inp.width, inp.height)
+    stills = [cutting.Still(size=(i.width, i.height), face=i.face) for i in (inp.image, *inp.more_images)]
     frames = len(inp.motion_path.zoom)
     if inp.video_source is not None:
         # The provider's clip fills the video (issue 20 decides how a short one is filled); its face is where
@@ -74,10 +76,10 @@ def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], 
         accents = cutting.accented_beats(inp.analysis, inp.clip_start, beats, downbeats)
         times = cutting.cut_times(beats, downbeats, accents, duration=inp.duration, fps=inp.fps,
                                   energy=inp.energy, punch=inp.punch)
-        segments = cutting.plan_segments(times, duration=inp.duration, face=inp.image.face, anchor=inp.anchor,
-                                         still=still, out=out, rng=rng, framings=framings)
+        segments = cutting.plan_segments(times, duration=inp.duration, stills=stills, anchor=inp.anchor, out=out,
+                                         rng=rng, framings=framings)
         path = cutting.segments_path(segments, frames, inp.fps, inp.motion_path)
-    return cutting.with_faces(segments, path, inp.fps, inp.image.face, still, out), path
+    return cutting.with_faces(segments, path, inp.fps, stills, out), path
 
 
 def display_lines(lines: Sequence[LyricLine], *, font, em: int, width: int, duration: float,

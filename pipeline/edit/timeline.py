@@ -69,6 +69,7 @@ class Segment:
     start: float
     end: float
     framing: Framing | None = None
+    image: int = 0  # which of the run's stills (0: the face guide's)
     source: Literal["still", "clip"] = "still"
     clip_path: Path | None = None  # with source "clip": the provider's video (issue 20 decides how it is filled)
     face: Box | None = None  # the face on screen, the union over the segment's frames
@@ -122,7 +123,7 @@ class Timeline:
             "beats": [round(b, 3) for b in self.beats],
             "downbeats": [round(b, 3) for b in self.downbeats],
             "cuts": [round(c, 3) for c in self.cuts],
-            "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "source": s.source,
+            "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "source": s.source, "image": s.image,
                           "framing": s.framing.name if s.framing else "motion"} for s in self.segments],
             "faceBoxes": [{**s.face.record(), "start": round(s.start, 3), "end": round(s.end, 3)}
                           for s in self.segments if s.face is not None],
