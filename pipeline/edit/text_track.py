@@ -101,7 +101,12 @@ def _planes(ink: np.ndarray, box: Box, width: int, height: int) -> tuple[_Plane,
     full = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
     h, w = min(box.h, y1 - box.y), min(box.w, x1 - box.x)
     full[box.y - y0: box.y - y0 + h, box.x - x0: box.x - x0 + w] = ink[:h, :w]
-    h, w = y1 - y0, x1 - x0
+    ys, xs = np.nonzero(full[..., 3])
+    if len(xs):  # blend only the inked part (a third of the box, or less): cut to it, on the even grid
+        top, left = int(ys.min()) // 2 * 2, int(xs.min()) // 2 * 2
+        bottom, right = min(full.shape[0], int(ys.max()) // 2 * 2 + 2), min(full.shape[1], int(xs.max()) // 2 * 2 + 2)
+        full, x0, y0 = full[top:bottom, left:right], x0 + left, y0 + top
+    h, w = full.shape[:2]
     alpha = full[..., 3].astype(np.float32) / 255.0
     y, _, _ = _yuv(full)
     half = cv2.resize(full, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
