@@ -158,21 +158,10 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
                       f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
-    next_input = (1 if from_video else 2) + (inputs.caption is not None)
-    overlaid = job.text_tracks if job.video_source is not None else ()  # over the camera: painted in (render())
-    for n, (track, listing) in enumerate(zip(overlaid, inputs.track_lists, strict=True)):
-        # Each state is converted once, then repeated to the frame rate (cheap: the same picture again).
-        args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
-        layer = (f"[{next_input + n}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
-                 f"fps={fps}:round=near")
-        if track.fade > 0:
-            first = next((s.start for s in track.states if s.ink is not None), 0.0)
-            last = max((s.end for s in track.states if s.ink is not None), default=duration)
-            layer += (f",fade=t=in:st={first:.3f}:d={track.fade:.3f}:alpha=1"
-                      f",fade=t=out:st={max(0.0, last - track.fade):.3f}:d={track.fade:.3f}:alpha=1")
-        graph.append(layer + f"[text{n}]")
-        video += (f"[under{n}];[under{n}][text{n}]overlay=x={track.box.x}:y={track.box.y}:eof_action=repeat"
-                  ":format=yuv420")
+    first_input = (1 if from_video else 2) + (inputs.caption is not None)
+    text_args, text_layers, video = _text_overlays(job, inputs.track_lists, first_input, video, duration)
+    args += text_args
+    graph += text_layers
     graph.append(video + encoder.upload + "[v]")
 
     fade_in = min(job.fade_in, duration / 3)
@@ -196,6 +185,29 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         "-t", dur, "-movflags", "+faststart", "-f", "mp4", str(video_out),
     ]
     return args
+
+
+def _text_overlays(job: RenderJob, lists: tuple[Path, ...], first_input: int, video: str,
+                   duration: float) -> tuple[list[str], list[str], str]:
+    """Over a provider's clip, each text track as a concat input laid on by one overlay: (inputs, the layers'
+    graph parts, the video chain with the overlays). Over the camera the text is painted in (render())."""
+    overlaid = job.text_tracks if job.video_source is not None else ()
+    args: list[str] = []
+    layers: list[str] = []
+    for n, (track, listing) in enumerate(zip(overlaid, lists, strict=True)):
+        # Each state is converted once, then repeated to the frame rate (cheap: the same picture again).
+        args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
+        layer = (f"[{first_input + n}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
+                 f"fps={job.fps}:round=near")
+        if track.fade > 0:
+            first = next((s.start for s in track.states if s.ink is not None), 0.0)
+            last = max((s.end for s in track.states if s.ink is not None), default=duration)
+            layer += (f",fade=t=in:st={first:.3f}:d={track.fade:.3f}:alpha=1"
+                      f",fade=t=out:st={max(0.0, last - track.fade):.3f}:d={track.fade:.3f}:alpha=1")
+        layers.append(layer + f"[text{n}]")
+        video += (f"[under{n}];[under{n}][text{n}]overlay=x={track.box.x}:y={track.box.y}:eof_action=repeat"
+                  ":format=yuv420")
+    return args, layers, video
 
 
 def loudness_gain(job: RenderJob) -> float:
@@ -270,6 +282,7 @@ def frame_count(job: RenderJob) -> int:
 
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
     """Render job.out_path (and its poster); both appear only when complete, nothing is left on failure."""
+    # one function over 60 lines: the temp files, the hardware encoder's fallback and the cleanup share one try
     job.out_path.parent.mkdir(parents=True, exist_ok=True)
     if job.audio_from_video and not probe(job.audio_from_video, job.ffmpeg).has_audio:
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
