@@ -145,3 +145,12 @@ def test_with_several_stills_bar_lines_cut_between_them_each_framed_on_its_face(
     for seg in cutting.with_faces(segments, path, FPS, stills, out):
         box = seg.face  # each still's own face, on screen
         assert box.x > 0 and box.right < out[0] and box.y > 0 and box.bottom < out[1], (seg.image, box)
+
+
+def test_text_the_template_font_cannot_show_is_set_in_the_fallback_and_emoji_dropped() -> None:
+    from pipeline.edit.text_layout import font_for
+
+    assert font_for("Sing it back.", INTER) == (INTER, "Sing it back.")
+    font, text = font_for("مرحبا שלום 🔥", INTER)
+    assert font.name == "DejaVuSans-Bold.ttf" and text == "مرحبا שלום "
+    assert font_for("Hey 🔥", INTER) == (INTER, "Hey "), "no glyph anywhere: left out, no missing-glyph box"

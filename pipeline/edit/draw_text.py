@@ -3,14 +3,14 @@ sung lit; each state is one straight-alpha RGBA picture of its box."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from pipeline.caption_ass import clean_text, wrap
+from pipeline.caption_ass import wrap
 from pipeline.edit.text_layout import TextArea, font_at, line_height, measurer
 from pipeline.edit.text_track import TextState, TextTrack
 from pipeline.models import LyricLine
@@ -152,16 +152,22 @@ def lyric_track(lines: Sequence[LyricLine], area: TextArea, look: TextLook, *, m
     return TextTrack(kind="lyrics", box=area.box, states=tuple(states))
 
 
-def _rows(words: Sequence[str], measure, width: int) -> list[list[int]]:
-    """Word indices per row of the wrapped line."""
+def _rows(words: Sequence[str], measure: Callable[[str], float], width: int) -> list[list[int]]:
+    """Word indices per row of the wrapped line (balanced, as the caption wraps); a word wider than the box, which
+    the wrap would cut in pieces, keeps a row of its own instead."""
     text_rows = wrap([" ".join(words)], measure, width) if words else []
+    counts = [len(row.split(" ")) for row in text_rows]
+    if sum(counts) != len(words):  # the wrap cut a word: rows by whole words
+        counts, width_used = [], None
+        for word in words:
+            if counts and width_used is not None and measure(f"{width_used} {word}") <= width:
+                counts[-1] += 1
+                width_used = f"{width_used} {word}"
+            else:
+                counts.append(1)
+                width_used = word
     rows, i = [], 0
-    for row in text_rows:
-        n = len(row.split(" "))
-        rows.append(list(range(i, min(len(words), i + n))))
+    for n in counts:
+        rows.append(list(range(i, i + n)))
         i += n
-    return rows
-
-
-def clean_caption(text: str, uppercase: bool) -> str:
-    return " ".join(clean_text(text, uppercase))
+    return [row for row in rows if row]

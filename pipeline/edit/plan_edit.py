@@ -15,7 +15,7 @@ from pipeline.camera import CameraPath
 from pipeline.caption_ass import caption_fade
 from pipeline.edit import cuts as cutting
 from pipeline.edit.draw_text import TextLook, caption_track, lyric_track
-from pipeline.edit.text_layout import layout_text, split_for_screen
+from pipeline.edit.text_layout import font_for, layout_text, split_for_screen
 from pipeline.edit.text_track import TextTrack
 from pipeline.edit.timeline import Box, Segment, TextBox, Timeline
 from pipeline.models import AudioAnalysis, LyricLine, StyledImage
@@ -149,14 +149,17 @@ def _with_text(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[floa
     timeline = Timeline(width=inp.width, height=inp.height, fps=inp.fps, duration=inp.duration,
                         aspect_ratio=inp.aspect, beats=tuple(beats), downbeats=tuple(downbeats),
                         segments=segments, lyrics_mode=inp.lyrics_mode, lyrics_skipped=inp.lyrics_skipped)
-    look = inp.look
     wants_lyrics = inp.lyrics_mode != "none" and bool(inp.lyric_lines)
-    if look is None or not (inp.caption or wants_lyrics):
+    if inp.look is None or not (inp.caption or wants_lyrics):
         return EditPlan(timeline=timeline, camera=camera, tracks=())
-    layout = layout_text(caption=inp.caption, lyric_lines=[line.text for line in inp.lyric_lines] if wants_lyrics
-                         else [], font_file=look.font_file, aspect=inp.aspect, width=inp.width, height=inp.height,
-                         keep_out=timeline.faces_during(0.0, inp.duration), placement=inp.placement,
-                         uppercase=look.uppercase, max_em=inp.caption_em)
+    caption_font, caption = font_for(inp.caption, inp.look.font_file)
+    look = replace(inp.look, font_file=caption_font)
+    lyric_font, _ = font_for(" ".join(line.text for line in inp.lyric_lines), inp.look.font_file)
+    lyric_look = replace(inp.look, font_file=lyric_font)
+    layout = layout_text(caption=caption, lyric_lines=[line.text for line in inp.lyric_lines] if wants_lyrics
+                         else [], font_file=caption_font, lyric_font=lyric_font, aspect=inp.aspect, width=inp.width,
+                         height=inp.height, keep_out=timeline.faces_during(0.0, inp.duration),
+                         placement=inp.placement, uppercase=look.uppercase, max_em=inp.caption_em)
     tracks: list[TextTrack] = []
     if layout.caption is not None and layout.caption_pages:
         track = caption_track(layout.caption_pages, layout.caption, look, duration=inp.duration, fps=inp.fps,
@@ -167,10 +170,11 @@ def _with_text(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[floa
             if box:
                 timeline.text.append(TextBox("caption", box, state.start, state.end))
     if wants_lyrics and layout.lyrics is not None:
-        shown = display_lines(inp.lyric_lines, font=look.font_file, em=layout.lyrics.em, width=layout.lyrics.box.w,
+        shown = display_lines(inp.lyric_lines, font=lyric_font, em=layout.lyrics.em, width=layout.lyrics.box.w,
                               duration=inp.duration, uppercase=look.uppercase)
         timeline.lyrics = shown
-        track = lyric_track(shown, layout.lyrics, look, mode=inp.lyrics_mode, duration=inp.duration, fps=inp.fps)
+        track = lyric_track(shown, layout.lyrics, lyric_look, mode=inp.lyrics_mode, duration=inp.duration,
+                            fps=inp.fps)
         tracks.append(track)
         for line in shown:
             box = _ink_box(track, line.start, line.end)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-from pipeline.caption_ass import _split_long_words, clean_text, wrap
+from pipeline.caption_ass import FALLBACK_FONT, _covers, _split_long_words, clean_text, wrap
 from pipeline.edit.frame_format import SAFE_ZONES
 from pipeline.edit.timeline import Box
 
@@ -36,6 +36,18 @@ def cap_ratio(font_file: Path) -> float:
 @lru_cache(maxsize=64)
 def font_at(font_file: Path, em: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(font_file), max(1, em))
+
+
+def font_for(text: str, font_file: Path) -> tuple[Path, str]:
+    """The font to set `text` in (the template's, or the wide-coverage fallback when the text needs glyphs only
+    it has, e.g. Arabic or Hebrew) and the text without what neither can show (emoji): a missing-glyph box
+    looks broken."""
+    fallback = font_file.parent / FALLBACK_FONT
+    chars = set(text)
+    if all(_covers(font_file, ch) for ch in chars) or not fallback.is_file():
+        return font_file, text
+    font = fallback if any(not _covers(font_file, ch) and _covers(fallback, ch) for ch in chars) else font_file
+    return font, "".join(ch for ch in text if _covers(font, ch))
 
 
 def floor_em(font_file: Path, width: int, height: int) -> int:
