@@ -17,12 +17,14 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from api.app import create_api, reaper_lifespan
 from pipeline.settings import PROJECT_ROOT
+from taskqueue.schema import exit_if_unusable
 
 # app.py declares the pages with st.navigation; without this, a first visitor who deep-links to /runs on a
 # fresh server gets Streamlit's old pages/-folder mode (the page file alone, every module in pages/ listed).
 PagesManager.uses_pages_directory = False
 
-api_app = create_api()
+with exit_if_unusable():  # uvicorn imports this module: a bad DATABASE_URL is one line and exit code 2
+    api_app = create_api()
 
 
 @asynccontextmanager

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request, Security
+import uuid
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.context import ApiContext, get_ctx
-from pipeline.errors import StudioError
+from api.context import Ctx
+from pipeline.errors import BadInput, StudioError
 from taskqueue.keys import account_for_key, configured_account
+
+if TYPE_CHECKING:
+    from api.context import ApiContext
 
 # Declared for the OpenAPI page only; the header rules below are stricter than FastAPI's defaults.
 api_key_scheme = APIKeyHeader(name="x-api-key", auto_error=False, description="Your API key")
@@ -48,9 +54,9 @@ def account_of(request: Request, ctx: ApiContext) -> str | None:
 
 async def require_account(
     request: Request,
-    ctx: ApiContext = Depends(get_ctx),
-    _key: str | None = Security(api_key_scheme),
-    _bearer: object = Security(bearer_scheme),
+    ctx: Ctx,
+    _key: Annotated[str | None, Security(api_key_scheme)],
+    _bearer: Annotated[object, Security(bearer_scheme)],
 ) -> str:
     key = presented_key(request)
     if key is None:
@@ -61,3 +67,47 @@ async def require_account(
     if account is None:
         raise Unauthorized("Invalid API key")
     return account
+
+
+Account = Annotated[str, Depends(require_account)]  # the caller's account, from its key
+
+
+class Forbidden(StudioError):
+    status_code = 403
+
+
+class BadQuery(BadInput):
+    """A malformed query parameter; the answer also names it `message`, as the original's artists API does."""
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "message": self.message}
+
+
+def uuid_param(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        raise BadQuery(f"{name} must be a UUID", field=[name]) from None
+
+
+async def acting_account(
+    account: Account,
+    account_id: Annotated[str | None, Query(description="Act for this account; the key's own account is the "
+                                                       "only one allowed until accounts can be shared")] = None,
+) -> str:
+    """The account a request acts for: the key's own, or `account_id` when the key may act for it."""
+    wanted = uuid_param("account_id", account_id)
+    if wanted is not None and wanted != account:
+        raise Forbidden("This API key may not act for that account_id", field=["account_id"])
+    return account
+
+
+def check_org(org_id: str | None) -> None:
+    """`org_id`: no organizations exist here yet, so any well-formed one is an organization the key is not in."""
+    if uuid_param("org_id", org_id) is not None:
+        raise Forbidden("This API key is not a member of that organization", field=["org_id"])
+
+
+ActingAccount = Annotated[str, Depends(acting_account)]

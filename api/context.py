@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from pipeline.settings import Settings
@@ -69,3 +69,6 @@ class ApiContext:
 async def get_ctx(request: Request) -> ApiContext:
     # async: a plain attribute read, not worth a hop to the thread pool on every request
     return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]  # what a router needs, built once per app

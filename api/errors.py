@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.errors import StudioError
+from pipeline.request import readable_validation_error
 
 log = logging.getLogger("api")
 
@@ -23,34 +24,6 @@ def error_response(status_code: int, message: str, field: list | None = None, *,
     if extra:
         body.update(extra)
     return JSONResponse(body, status_code=status_code, headers=headers)
-
-
-def _field_path(loc: tuple | list) -> list:
-    # FastAPI prefixes where the value came from; the caller only knows the field's own path
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
-        parts = parts[1:]
-    return parts
-
-
-def readable_validation_error(error: dict) -> tuple[str, list]:
-    """One pydantic error as a sentence and the field path it is about."""
-    path = _field_path(error.get("loc", ()))
-    name = ".".join(str(p) for p in path)
-    kind = error.get("type", "")
-    msg = str(error.get("msg", "is invalid"))
-    if kind == "json_invalid":
-        return "Request body is not valid JSON", []
-    if kind == "missing":
-        if not path:  # no body at all: the one required field is what is missing
-            return "artist_account_id is required", ["artist_account_id"]
-        return f"{name} is required", path
-    if kind == "extra_forbidden":
-        return f"Unknown field: {name}", path
-    if not path and kind in ("model_attributes_type", "dict_type", "model_type"):
-        return "Request body must be a JSON object", []
-    msg = msg.removeprefix("Value error, ")
-    return (f"{name}: {msg}" if name else msg), path
 
 
 async def _studio_error(_request: Request, exc: Exception) -> JSONResponse:

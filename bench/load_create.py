@@ -55,7 +55,7 @@ INVALID_BODIES: list[tuple[str, object]] = [
     ("batch 1.5", {"artist_account_id": DEMO, "batch": 1.5}),
     ("bad uuid", {"artist_account_id": "1873859c-dd37-4e9a"}),
     ("unknown artist", {"artist_account_id": "00000000-0000-4000-8000-000000000000"}),
-    ("extra field", {"artist_account_id": DEMO, "admin": True}),
+    ("private webhook", {"artist_account_id": DEMO, "webhook_url": "http://10.0.0.1/hook"}),  # extra fields are fine
     ("not an object", [DEMO]),
     ("file url", {"artist_account_id": DEMO, "images": ["file:///etc/passwd"]}),
 ]

@@ -6,7 +6,6 @@ Every run goes through `taskqueue.trigger.trigger()` and the run store, exactly 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from pipeline.artists import Missing, check_readiness, list_artists, list_songs
 from pipeline.errors import BadInput, StudioError
+from pipeline.estimate import estimate_request
 from pipeline.models import CAPTION_LENGTHS, Artist, Song
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
@@ -48,7 +48,7 @@ def open_studio(settings: Settings) -> Studio:
     from taskqueue.tasks import cancel_run, enqueue_runs
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(settings.sqlalchemy_url)
+    store = RunStore.for_settings(settings)
     key, account = ensure_local_key(settings, store)
     return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_runs,
                   cancel=cancel_run)
@@ -294,25 +294,21 @@ class TimeEstimate:
 
 
 def estimate(studio: Studio, *, lipsync: bool, upscale: bool, batch: int) -> TimeEstimate:
-    """As GET /api/content/estimate: the median of past comparable runs here, else the provider model."""
-    workers = max(1, studio.settings.workers)
-    waves = math.ceil(max(1, batch) / workers)
+    """GET /api/content/estimate's time: the one estimate function, fed this installation's past runs."""
     durations = [] if upscale else studio.store.recent_durations(lipsync=lipsync)
-    if durations:
-        per_video = statistics.median(durations)
-        basis = f"the median of your last {len(durations)} comparable run{'s' if len(durations) > 1 else ''}"
-    else:
-        per_video = model_seconds(studio.settings, lipsync=lipsync, upscale=upscale)
-        basis = "a first guess (no comparable finished runs yet)"
-    return TimeEstimate(round(per_video, 1), round(per_video * waves, 1), basis)
+    try:
+        plan = estimate_request(studio.settings, durations, lipsync=lipsync, upscale=upscale, batch=batch)
+    except StudioError as exc:  # a provider setting that cannot work: the page still renders, and says why
+        per_video = FALLBACK_SECONDS_PER_VIDEO * (3 if upscale else 1)
+        waves = math.ceil(max(1, batch) / studio.settings.cpu_slots)
+        return TimeEstimate(per_video, per_video * waves, f"a rough guess ({exc.message})")
+    return TimeEstimate(plan.per_video_seconds, plan.total_seconds, plan.basis)
 
 
 def model_seconds(settings: Settings, *, lipsync: bool, upscale: bool) -> float:
     try:
-        from pipeline.estimate import estimate_seconds
-
-        return estimate_seconds(settings, lipsync=lipsync, upscale=upscale).per_video_seconds
-    except (ImportError, StudioError):
+        return estimate_request(settings, [], lipsync=lipsync, upscale=upscale).per_video_seconds
+    except StudioError:
         return FALLBACK_SECONDS_PER_VIDEO * (3 if upscale else 1)
 
 

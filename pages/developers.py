@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages import _ui as ui
 from taskqueue.__main__ import DEMO_ARTIST_ID, example_curl
+from taskqueue.keys import webhook_secret
 
 ENDPOINTS = [
     ("POST", "/api/content/create", "Queue videos for an artist; answers with runIds"),
@@ -48,6 +49,14 @@ with st.container(border=True):
     st.caption(f"Account `{studio.owner}` · kept in `{studio.settings.data_dir / 'api-key.txt'}`. Send it as "
                "`x-api-key: <key>` or `Authorization: Bearer <key>`. Anyone who can open this studio can read it: "
                "put the studio behind your own login before exposing it. More keys: `python -m taskqueue create-key`.")
+
+with st.container(border=True):
+    st.subheader("Webhooks", anchor=False)
+    st.markdown("Add `\"webhook_url\": \"https://...\"` to a create request (or set `WEBHOOK_URL`) and the studio "
+                "POSTs each run's final state and the batch's end there. Check `X-Studio-Signature` "
+                "(`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\">`) with this secret:")
+    st.code(webhook_secret(studio.settings), language=None, wrap_lines=True)
+    st.caption("From `WEBHOOK_SECRET`, or made once in DATA_DIR; `python -m taskqueue webhook-secret` prints it too.")
 
 with st.container(border=True):
     st.subheader("Try it", anchor=False)

@@ -1,13 +1,16 @@
-"""How long a request will take, from the providers the settings choose (the API's and the UI's estimate).
+"""What a request will cost and how long it will take (the one estimate of the API and the UI).
 
-Rough by nature: remote figures are typical queue-plus-inference times, local ones were measured on 2 cores.
+Rough by nature: remote figures are typical queue-plus-inference times, local ones were measured on 2 cores;
+prices come from pipeline/providers/pricing.py.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 
+from pipeline.providers.pricing import StepCost, model_for, step_cost
 from pipeline.providers.registry import chosen_services
 from pipeline.settings import Settings
 
@@ -41,7 +44,7 @@ class Estimate:
 
 def estimate_seconds(settings: Settings, *, lipsync: bool = False, upscale: bool = False, batch: int = 1,
                      clip_seconds: float | None = None) -> Estimate:
-    """Seconds for one video and for `batch` of them, with `settings.workers` runs at a time."""
+    """Seconds for one video and for `batch` of them, with `settings.cpu_slots` runs at a time."""
     services = chosen_services(settings)
     clip = clip_seconds or settings.clip_seconds or DEFAULT_CLIP_SECONDS
     steps: dict[str, float] = {"prepare": LOCAL_PREP_SECONDS}
@@ -59,6 +62,74 @@ def estimate_seconds(settings: Settings, *, lipsync: bool = False, upscale: bool
     render = clip * LOCAL_RENDER_SECONDS_PER_CLIP_SECOND * (UPSCALED_RENDER_FACTOR if upscale else 1.0)
     steps["render"] = round(render, 1)
     per_video = round(sum(steps.values()), 1)
-    waves = math.ceil(max(1, batch) / max(1, settings.workers))
+    waves = math.ceil(max(1, batch) / settings.cpu_slots)
     return Estimate(per_video_seconds=per_video, total_seconds=round(per_video * waves, 1), steps=steps,
                     providers=dict(services))
+
+
+# --- the whole estimate: cost per workflow (the original's shape) and time (ours) ------------------------------
+
+COST_STEPS = ("transcribe", "caption", "image", "video", "upscale")
+ORIGINALS_SERVICES = {"transcribe": "fal", "caption": "openai", "image": "fal", "video": "fal", "upscale": "fal"}
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    steps: list[StepCost]
+
+    @property
+    def per_video(self) -> float:
+        return round(sum(s.usd for s in self.steps), 4)
+
+
+@dataclass(frozen=True)
+class RequestEstimate:
+    workflows: list[Workflow]  # the first is what this installation would run
+    per_video_seconds: float
+    total_seconds: float
+    basis: str
+    sample_size: int
+    workers: int
+    seconds_by_step: dict[str, float]
+
+
+def workflow(name: str, services: dict[str, str], settings: Settings, *, lipsync: bool, upscale: bool,
+             clip_seconds: float) -> Workflow:
+    remote_video = services["video"] != "local"
+    steps = []
+    for step in COST_STEPS:
+        if step == "upscale" and not upscale:
+            continue
+        service = services[step]
+        model = model_for(step, service, settings, lipsync=lipsync, remote_video=remote_video)
+        steps.append(step_cost(step, service, model, settings, clip_seconds=clip_seconds))
+    return Workflow(name, steps)
+
+
+def estimate_request(settings: Settings, durations: list[float], *, lipsync: bool = False, upscale: bool = False,
+                     batch: int = 1, compare: bool = False) -> RequestEstimate:
+    """The one estimate the API and the UI show: the cost of each workflow and the time this request will take.
+
+    Time is the median of `durations` (past comparable runs here) when there are any, else the provider model.
+    """
+    clip = settings.clip_seconds or DEFAULT_CLIP_SECONDS
+    guess = estimate_seconds(settings, lipsync=lipsync, upscale=upscale, batch=batch)
+    mode = "audio-to-video" if lipsync else "image-to-video"
+    flows = [workflow(f"Current ({mode}, this installation's providers)", guess.providers, settings,
+                      lipsync=lipsync, upscale=upscale, clip_seconds=clip)]
+    if compare:
+        local = {step: "local" for step in COST_STEPS}
+        flows.append(workflow(f"Local only ({mode})", local, settings, lipsync=lipsync, upscale=upscale,
+                              clip_seconds=clip))
+        flows.append(workflow(f"The original's models ({mode})", ORIGINALS_SERVICES, settings, lipsync=lipsync,
+                              upscale=upscale, clip_seconds=clip))
+    if durations:
+        per_video = statistics.median(durations)
+        basis = f"the median of the last {len(durations)} comparable runs here"
+    else:
+        per_video, basis = guess.per_video_seconds, "a first guess from the chosen providers (no comparable runs yet)"
+    workers = settings.cpu_slots
+    total = per_video * math.ceil(max(1, batch) / workers)
+    return RequestEstimate(workflows=flows, per_video_seconds=round(per_video, 1), total_seconds=round(total, 1),
+                           basis=basis, sample_size=len(durations), workers=workers, seconds_by_step=guess.steps)

@@ -18,6 +18,7 @@ LAST_LINE_SECONDS = 6.0  # the last line has no successor to end it
 MAX_LINE_SECONDS = 10.0  # a line before a long instrumental gap is not sung through the whole gap
 SYLLABLE_SECONDS = 0.42  # a plain LRC line's words are sung at most this slowly (pop sits near 0.2-0.35)
 BREATH_SECONDS = 0.25  # the words of a plain LRC line end this long before the next line
+MAX_LRC_BYTES = 256 * 1024  # read of an .lrc (the UI's upload cap): lyrics are never bigger
 
 _TIME_TAG = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
 _OFFSET_TAG = re.compile(r"^\s*\[offset:\s*([+-]?\d+)\s*\]\s*$", re.IGNORECASE)
@@ -144,7 +145,8 @@ def load_timed_lyrics(song: Song, transcriber: Transcriber | None = None, *,
     lines: list[LyricLine] = []
     tagged = False
     if song.lrc_path is not None and song.lrc_path.is_file():
-        text = song.lrc_path.read_text(encoding="utf-8-sig", errors="replace")
+        with open(song.lrc_path, "rb") as f:  # at most the cap: an endless or huge file must not fill memory
+            text = f.read(MAX_LRC_BYTES).decode("utf-8-sig", errors="replace")
         lines, tagged = parse_lrc(text), bool(_WORD_TAG.search(text))
     if lines and (tagged or not words_wanted or transcriber is None):
         return lines, "lrc word tags" if tagged else "lrc lines (words by syllables)"

@@ -5,7 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from pipeline.edit.frame_format import AspectRatio
 from pipeline.models import CaptionLength, LyricsMode
@@ -35,9 +45,13 @@ NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 
 
 class CreateContentRequest(BaseModel):
-    """Body of POST /api/content/create."""
+    """Body of POST /api/content/create.
 
-    model_config = ConfigDict(extra="forbid")
+    Unknown fields are accepted and ignored, as the original's parser (zod `z.object`) does, and named in
+    `unknown_fields` so the 202 answer can warn about them (a typo stays visible).
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     artist_account_id: Annotated[str, AfterValidator(_uuid)] = Field(
         description="UUID of the artist account to create content for.",
@@ -65,3 +79,48 @@ class CreateContentRequest(BaseModel):
     images: list[Annotated[NonEmpty, AfterValidator(_http_url)]] | None = Field(
         default=None, max_length=20, description="Public image URLs to use as face guides."
     )
+    webhook_url: Annotated[NonEmpty, AfterValidator(_http_url)] | None = Field(
+        default=None, description="(studio extension) Where to POST each run's final state and the batch's end; "
+                                  "overrides the installation's WEBHOOK_URL. Signed with X-Studio-Signature.",
+        examples=["https://example.com/hooks/studio"])
+    unknown_fields: SkipJsonSchema[list[str]] = Field(default_factory=list, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_unknown_fields(cls, data: object) -> object:
+        if isinstance(data, dict):
+            known = set(cls.model_fields) - {"unknown_fields"}
+            data = {**{k: v for k, v in data.items() if k in known},
+                    "unknown_fields": [str(k) for k in data if k not in known]}
+        return data
+
+    def warnings(self) -> list[str]:
+        return [f"Unknown field ignored: {name}" for name in self.unknown_fields]
+
+
+def _field_path(loc: tuple | list) -> list:
+    # FastAPI prefixes where the value came from; the caller only knows the field's own path
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    return parts
+
+
+def readable_validation_error(error: dict) -> tuple[str, list]:
+    """One pydantic error (of this request or of a query) as a sentence and the field path it is about."""
+    path = _field_path(error.get("loc", ()))
+    name = ".".join(str(p) for p in path)
+    kind = error.get("type", "")
+    msg = str(error.get("msg", "is invalid"))
+    if kind == "json_invalid":
+        return "Request body is not valid JSON", []
+    if kind == "missing":
+        if not path:  # no body at all: the one required field is what is missing
+            return "artist_account_id is required", ["artist_account_id"]
+        return f"{name} is required", path
+    if kind == "extra_forbidden":
+        return f"Unknown field: {name}", path
+    if not path and kind in ("model_attributes_type", "dict_type", "model_type"):
+        return "Request body must be a JSON object", []
+    msg = msg.removeprefix("Value error, ")
+    return (f"{name}: {msg}" if name else msg), path

@@ -5,6 +5,7 @@ Everything is decided from the plan and its seed, so a run can be reproduced and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -26,6 +27,7 @@ from pipeline.edit.frame_format import ASPECT_RATIOS, frame_size
 from pipeline.edit.plan_edit import EditInputs, EditPlan, plan_edit
 from pipeline.errors import BadInput, Cancelled, StudioError
 from pipeline.fetch import Fetcher, limits_from_settings
+from pipeline.fill_clip import cut_points, fill_clip
 from pipeline.lyrics import load_timed_lyrics
 from pipeline.models import (
     AudioAnalysis,
@@ -40,6 +42,7 @@ from pipeline.models import (
 from pipeline.plan_motion import plan_motion
 from pipeline.providers.base import wants_audio_clip
 from pipeline.providers.local import LocalImageMaker
+from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
 from pipeline.render import RenderJob, RenderResult, encoding_from_settings, render
@@ -117,6 +120,7 @@ class _Chosen:
     video_source: Path | None = None
     motion: MotionPlan | None = None
     motion_prompt: str = ""
+    video_fill: dict | None = None  # how a provider's clip shorter than the video was filled (fill_clip)
     more_images: list[StyledImage] = field(default_factory=list)  # other stills the edit cuts to
     caption: str = ""
 
@@ -129,7 +133,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
     template: Template = load_template(plan.template_id) if plan.template_id else malleable_template()
     rng = random.Random(plan.seed)
     tracker = _Progress(progress, should_cancel)
-    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings))
+    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings), check=tracker.check,
+                      run_seconds=settings.fetch_run_timeout_seconds)
     aspect = check_aspect(plan.aspect_ratio)
     width, height = frame_size(aspect, settings.output_width, settings.output_height, upscale=plan.upscale)
     lyrics_mode = plan.lyrics or template.edit.lyrics
@@ -151,7 +156,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
                                   lyrics_mode)
         with tracker.step("render") as within:
             result = render(render_job(settings, template, chosen, edit, work / "video.mp4"), on_progress=within)
-        output = meta_record(plan, template, providers, chosen, edit, result, tracker.timings, width, height)
+        output = meta_record(plan, settings, template, providers, chosen, edit, result, tracker.timings, width,
+                             height)
         _publish(work, out_dir, output, chosen.image, result)
         tracker.report("done", 100.0)
         return RunOutput(video_path=out_dir / "video.mp4", poster_path=out_dir / "poster.jpg",
@@ -206,7 +212,16 @@ def _make_motion(plan: RunPlan, settings: Settings, template: Template, provider
                                  settings.ffmpeg_binary)
                   if plan.lipsync and wants_audio_clip(providers.video) else None)
     video_source = providers.video.make(image, chosen.motion_prompt, duration=clip.duration,
-                                        audio_clip=audio_clip, out_path=work / "source.mp4")
+                                        audio_clip=audio_clip, out_path=work / "source.mp4",
+                                        cut_points=cut_points(clip, analysis))
+    if video_source:  # a model clip shorter than the video is never looped (pipeline/fill_clip.py)
+        fill = fill_clip(providers.video, video_source, clip=clip, beats=[b - clip.start for b in analysis.beats],
+                         mode="end" if audio_clip else settings.remote_video_fill, prompt=chosen.motion_prompt,
+                         fps=settings.fps, ffmpeg=settings.ffmpeg_binary, work=work)
+        video_source, clip = fill.video, dataclasses.replace(clip, duration=fill.duration)
+        chosen.clip = clip
+        fitted = getattr(providers.video, "note", None)
+        chosen.video_fill = {**fill.note, **({"modelLimits": fitted} if fitted else {})}
     if plan.upscale and providers.upscaler is not None:
         if video_source:
             video_source = providers.upscaler.upscale_video(video_source, work / "source-upscaled.mp4")
@@ -277,8 +292,8 @@ def render_job(settings: Settings, template: Template, chosen: _Chosen, edit: Ed
     )
 
 
-def meta_record(plan: RunPlan, template: Template, providers: Providers, chosen: _Chosen, edit: EditPlan,
-                result: RenderResult, timings: dict[str, float], width: int, height: int) -> dict:
+def meta_record(plan: RunPlan, settings: Settings, template: Template, providers: Providers, chosen: _Chosen,
+                edit: EditPlan, result: RenderResult, timings: dict[str, float], width: int, height: int) -> dict:
     """What meta.json and the run's output say about the run."""
     song, clip, image, motion = chosen.song, chosen.clip, chosen.image, chosen.motion
     edit_record = edit.timeline.record()
@@ -309,6 +324,7 @@ def meta_record(plan: RunPlan, template: Template, providers: Providers, chosen:
         "motionStyle": motion.style if not edit.timeline.cuts else "cut to the beat",
         "motionPrompt": chosen.motion_prompt,
         "audioReactive": motion.audio_reactive,
+        "videoFill": chosen.video_fill,
         "faceGuide": str(chosen.face_guide.name) if chosen.face_guide else None,
         "width": width,
         "height": height,
@@ -330,6 +346,8 @@ def meta_record(plan: RunPlan, template: Template, providers: Providers, chosen:
     if chosen.lyrics_source == "transcription" and providers.transcriber:
         output["providers"]["lyrics"] = providers.transcriber.name
     output["providers"].update(providers.fallbacks)  # a remote step that fell back to local says so
+    # what the remote steps cost at list prices (or MODEL_PRICES); a fallback to local counts as free
+    output["cost"] = run_cost(settings, output["providers"], clip_seconds=clip.duration)
     return output
 
 

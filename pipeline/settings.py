@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -16,6 +19,12 @@ FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
+# Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
+# of stored outputs and template samples, the UI's uploads, and the artists' repository clones.
+# CACHE_MAX_MB='{"downloads": 500}' changes one of them.
+DEFAULT_CACHE_MAX_MB = {"cache/downloads": 2048, "cache/remote-results": 2048, "cache/analysis": 256,
+                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048,
+                        "workspaces": 8192}
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
@@ -80,24 +89,42 @@ class Settings(BaseSettings):
     provider_backoff_seconds: float = 2.0  # first wait between tries; doubles each time
     provider_poll_seconds: float = 2.0  # how often a queued job's status is asked
     fallback_to_local: bool = False  # a failed remote step runs locally instead, and the run says so
+    fal_max_in_flight: int = 10  # fal jobs one consumer has submitted and not yet fetched (fal rate-limits)
+    openai_max_in_flight: int = 10  # OpenAI requests one consumer has open at once
+    # A provider's clip shorter than the video: `end` ends the video with the clip (as the original does);
+    # `chain` asks for a second clip from the first one's last frame and cuts it on a beat. Never a loop.
+    remote_video_fill: Literal["end", "chain"] = "end"
+    # A lip-sync clip longer than the model takes: `segments` sends pieces that fit, cut at lyric-line or beat
+    # boundaries and joined (the song's audio stays whole); `shorten` cuts the clip to the model's limit.
+    remote_lipsync_long: Literal["segments", "shorten"] = "segments"
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
-    fetch_timeout_seconds: float = 20.0
+    fetch_timeout_seconds: float = 20.0  # one URL, its redirects included
+    fetch_run_timeout_seconds: float = 120.0  # all of one run's downloads together (songs and images)
     fetch_allow_hosts: list[str] = Field(default_factory=list)  # private hosts allowed (self-hosting, tests)
+
+    # Artist git repositories (pipeline/repository.py): https only unless these allow more
+    repository_allow_ssh: bool = False  # also ssh:// and git@host: addresses
+    repository_allow_file: bool = False  # also file:// (repositories on this machine: tests, a local mirror)
+    repository_max_bytes: int = 1024 * 1024 * 1024  # a clone over this is stopped and removed
+    repository_timeout_seconds: float = 120.0  # one clone or fetch; past it the request gets 503
+    repository_lock_wait_seconds: float = 15.0  # how long a request waits for another's fetch of the same artist
 
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
+    migrations_dir: Path | None = None  # the run store's Alembic revisions; default: the bundled taskqueue/migrations
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
     queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
-    workers: int = 1
+    workers: int = 0  # runs doing local CPU work (render, analysis) at once in one consumer; 0: the CPU count
+    runs_in_flight: int = 30  # runs one consumer holds at once: their remote waits overlap, CPU work takes turns
     run_timeout_seconds: int = 900
     heartbeat_seconds: float = 5.0
     crash_after_seconds: float = 60.0
     host: str = "127.0.0.1"
     port: int = 8501
     public_base_url: str | None = None
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # JSON list or comma-separated
     secret_key: str | None = None  # signs download URLs; default: generated once in DATA_DIR
     signed_url_seconds: int = 24 * 3600  # how long a signed download URL stays valid
     task_retries: int = 2  # retries of a run after a transient provider failure
@@ -113,9 +140,38 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None  # unset: boto3's usual chain (env, ~/.aws, instance role)
     s3_secret_access_key: str | None = None
 
+    # Webhooks: a POST when each run ends and when its batch does (taskqueue/webhooks.py)
+    webhook_url: str | None = None  # the installation's default receiver (a request's `webhook_url` wins)
+    webhook_secret: str | None = None  # signs each delivery; default: generated once into DATA_DIR
+    webhook_timeout_seconds: float = 10.0  # a receiver that has not answered by then counts as failed
+    webhook_max_attempts: int = 8
+    webhook_backoff_seconds: float = 30.0  # first wait after a failure; doubles each time (8 tries: ~1 hour)
+    webhook_poll_seconds: float = 1.0  # how often the worker side looks for deliveries to make or retry
+
+    # Prices of remote models, USD per the model's billing unit, over the list prices in pipeline/providers/pricing.py
+    model_prices: dict[str, float] = Field(default_factory=dict)
+
+    # The disk: caches are capped (least recently used go first, by the worker's periodic task), outputs are
+    # kept for ever unless a retention is set, idempotency keys are forgotten after a day
+    cache_max_mb: dict[str, int] = Field(default_factory=dict)  # per cache folder, over DEFAULT_CACHE_MAX_MB
+    output_retention_days: float = 0.0  # 0: finished runs' files are kept for ever; else deleted (run EXPIRED)
+    idempotency_ttl_seconds: float = 24 * 3600.0  # an Idempotency-Key is remembered this long
+    idempotency_pending_seconds: float = 300.0  # a key still "pending" after this (its server died) is released
+
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        # `API_KEYS=one,two` as well as `API_KEYS=["one","two"]`
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [k.strip() for k in text.split(",") if k.strip()]
+        return value
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
@@ -127,6 +183,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def cpu_slots(self) -> int:
+        """How many runs of a consumer do local CPU work at once (WORKERS, else one per core)."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
@@ -135,11 +196,53 @@ class Settings(BaseSettings):
         return self.data_dir / "cache"
 
     @property
+    def cache_caps(self) -> dict[Path, int]:
+        """{cache folder: its cap in bytes}; CACHE_MAX_MB names a folder by its last part ("downloads")."""
+        caps = {}
+        for folder, mb in DEFAULT_CACHE_MAX_MB.items():
+            name = folder.rsplit("/", 1)[-1]
+            caps[self.data_dir / folder] = int(self.cache_max_mb.get(name, mb)) * 1024 * 1024
+        return caps
+
+    @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'runs.sqlite3'}"
+
+
+class SettingsError(SystemExit):
+    """A setting that cannot be read, as one line naming the variable. A SystemExit, so a command that does not
+    catch it prints that line and exits with status 1 instead of showing a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def readable_settings_error(exc: ValidationError) -> str:
+    """`Setting API_KEYS: <what is wrong>` for each bad variable, on one line."""
+    parts = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err.get("loc", ())[:1]).upper() or "settings"
+        parts.append(f"{name}: {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}")
+    return "Invalid setting " + "; ".join(dict.fromkeys(parts))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a bad value raises SettingsError (one readable line)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(readable_settings_error(exc)) from None
+    except ValueError as exc:  # a list or dict variable whose JSON does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "?"
+        raise SettingsError(f"Invalid setting {name}: not valid JSON ({exc.__cause__ or exc})") from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings; only the edges (CLI, API, UI, worker) call this."""
-    return Settings()
+    return load_settings()

@@ -116,6 +116,17 @@ class Template(_Strict):
         return f"Static camera. Movement: {movement.prompt}. Energy: {mood.name}. Shot on phone."
 
 
+class UnknownTemplate(BadInput):
+    """No template has this id; the answer lists the ones there are (as the original's spec promises)."""
+
+    def __init__(self, template_id: str, available: list[str]):
+        super().__init__(f"Unsupported template: {template_id}", field=["template"])
+        self.available = available
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "available_templates": self.available}
+
+
 _TEMPLATE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
@@ -136,7 +147,7 @@ def load_template(template_id: str, templates_dir: Path = TEMPLATES_DIR) -> Temp
     except OSError:
         mtime = None
     if mtime is None:
-        raise BadInput(f"Unsupported template: {template_id}", field=["template"])
+        raise UnknownTemplate(template_id, template_ids(templates_dir))
     return _load(path, mtime)
 
 

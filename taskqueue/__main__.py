@@ -1,4 +1,4 @@
-"""Command line: `python -m taskqueue serve | worker | trigger | create-key`.
+"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-key | webhook-secret`.
 
 `serve` is what `make run` calls: the web server (UI + API on one port) and a Huey consumer, stopped
 together on Ctrl-C. `trigger` is the CLI door into the same queue as the UI and the API.
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="start the web server (UI + API) and a worker; Ctrl-C stops both")
-    sub.add_parser("worker", help="start a Huey consumer only (process workers, WORKERS of them)")
+    sub.add_parser("worker", help="start a Huey consumer only (RUNS_IN_FLIGHT runs, WORKERS of them on the CPU)")
+    sub.add_parser("migrate", help="bring the run store's tables to this code's schema (serve and worker do it too)")
 
     trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
     trig.add_argument("--artist", required=True, help="artist account id (or folder slug)")
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     key = sub.add_parser("create-key", help="make an API key (stored hashed; printed once)")
     key.add_argument("--account", default=None, help="account id the key belongs to (default: a new one)")
     key.add_argument("--label", default="", help="a note to tell keys apart")
+
+    sub.add_parser("webhook-secret", help="print the secret webhook receivers verify X-Studio-Signature with")
     return parser
 
 
@@ -63,13 +66,13 @@ def _store(settings: Settings):
     from taskqueue.store import RunStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return RunStore(settings.sqlalchemy_url)
+    return RunStore.for_settings(settings)
 
 
 # --- trigger ------------------------------------------------------------------------------------
 
 def _readable(exc: ValidationError) -> str:
-    from api.errors import readable_validation_error
+    from pipeline.request import readable_validation_error
 
     return "; ".join(readable_validation_error(dict(e))[0] for e in exc.errors())
 
@@ -145,6 +148,15 @@ def wait_for_runs(store: Any, run_ids: list[str], settings: Settings, poll_secon
     return 0 if all(r is not None and r.status == "COMPLETED" for r in done) else 1
 
 
+# --- migrate ------------------------------------------------------------------------------------
+
+def cmd_migrate(settings: Settings) -> int:
+    from taskqueue.store import migrate
+
+    print(migrate(settings.sqlalchemy_url, settings.migrations_dir).describe(), flush=True)
+    return 0
+
+
 # --- keys ---------------------------------------------------------------------------------------
 
 def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,12 +178,13 @@ def cmd_worker(settings: Settings) -> int:
         reap(settings, store)
         recover_queue(store)
     finally:
-        store.close()  # forked workers open their own connections
-    consumer = huey.create_consumer(
-        workers=max(1, settings.workers), worker_type="process", initial_delay=0.1, max_delay=1.0,
-        backoff=1.15, check_worker_health=True, health_check_interval=5, periodic=True,
-    )
-    consumer.run()
+        store.close()  # the workers use the process's own store (taskqueue.tasks.process_store)
+    from taskqueue.consumer import make_consumer, put_back_runs_in_flight
+    from taskqueue.tasks import stop_worker_heartbeat
+
+    make_consumer(huey, settings).run()
+    put_back_runs_in_flight(STOP_GRACE_SECONDS - 5)  # after SIGTERM: runs in flight go back to the queue
+    stop_worker_heartbeat()  # its row goes now, not an hour later (a thread still in a run kept it)
     return 0
 
 
@@ -260,16 +273,30 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from taskqueue.schema import exit_if_unusable
+
+    with exit_if_unusable():  # a bad DATABASE_URL or a too-new schema: one line and exit code 2
+        return run_command(argv)
+
+
+def run_command(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     if args.command == "serve":
         return cmd_serve(settings)
     if args.command == "worker":
         return cmd_worker(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
     if args.command == "trigger":
         return cmd_trigger(args, settings)
     if args.command == "create-key":
         return cmd_create_key(args, settings)
+    if args.command == "webhook-secret":
+        from taskqueue.keys import webhook_secret
+
+        print(webhook_secret(settings))
+        return 0
     return 2
 
 

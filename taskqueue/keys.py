@@ -16,6 +16,7 @@ from taskqueue.store import RunStore, account_for_configured_key, hash_key
 
 LOCAL_KEY_FILE = "api-key.txt"
 SECRET_FILE = "secret.key"
+WEBHOOK_SECRET_FILE = "webhook-secret.key"
 
 
 def account_for_key(key: str, settings: Settings, store: RunStore) -> str | None:
@@ -65,16 +66,22 @@ def local_account_id(settings: Settings, store: RunStore) -> str:
 
 def signing_secret(settings: Settings) -> str:
     """SECRET_KEY, or one generated once into DATA_DIR/secret.key."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / SECRET_FILE
+    return settings.secret_key or _generated_once(settings.data_dir / SECRET_FILE)
+
+
+def webhook_secret(settings: Settings) -> str:
+    """WEBHOOK_SECRET, or one generated once into DATA_DIR/webhook-secret.key (what receivers verify with)."""
+    return settings.webhook_secret or _generated_once(settings.data_dir / WEBHOOK_SECRET_FILE)
+
+
+def _generated_once(path: Path) -> str:
     if path.is_file():
         value = path.read_text(encoding="utf-8").strip()
         if value:
             return value
     value = secrets.token_urlsafe(48)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{SECRET_FILE}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     _write_private(tmp, value)
     try:
         os.link(tmp, path)  # atomic and refuses to overwrite: when processes race, all use the winner's secret

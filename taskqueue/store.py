@@ -1,7 +1,7 @@
 """The one run store: runs and API keys in SQLite (WAL) by default, PostgreSQL when DATABASE_URL says so.
 
 Every status change is a single conditional UPDATE, so two workers can never both claim a run and a
-late writer can never move a finished run back.
+late writer can never move a finished run back. The tables are made and changed by migrations (taskqueue/schema.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -42,11 +43,20 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 
+from taskqueue.schema import SchemaChange, unusable_store_errors, upgrade_to_head
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
+
+log = logging.getLogger("taskqueue.store")
+
 QUEUED, EXECUTING, COMPLETED, FAILED = "QUEUED", "EXECUTING", "COMPLETED", "FAILED"
 CANCELED, CRASHED, TIMED_OUT = "CANCELED", "CRASHED", "TIMED_OUT"
-STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT)
-FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT})
+EXPIRED = "EXPIRED"  # a COMPLETED run whose files OUTPUT_RETENTION_DAYS removed (the original's status)
+STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT, EXPIRED)
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT, EXPIRED})
 
+# What the code reads and writes. A change here needs a revision in taskqueue/migrations (see its README.md).
 metadata = MetaData()
 
 runs = Table(
@@ -111,6 +121,30 @@ workers = Table(
     Column("heartbeat_at", Float, nullable=False),
     Column("current_run", String(40), nullable=True),
 )
+
+# One row per webhook delivery (a run's final event, or a batch's): written with the runs, made `pending` by the
+# worker side when the run (or the whole batch) is final, then tried until delivered or out of attempts. The
+# rows are the queue, so a restarted consumer picks up where the last one left off.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # X-Studio-Delivery: the same on every retry
+    Column("owner", String(64), nullable=False),
+    Column("batch_id", String(40), nullable=False),
+    Column("run_id", String(40), nullable=True),  # NULL: the batch's own event
+    Column("url", String(2048), nullable=False),
+    Column("state", String(12), nullable=False),  # waiting | pending | delivered | failed
+    Column("event", String(32), nullable=True),  # known once the run (or batch) is final
+    Column("payload", JSON(none_as_null=True), nullable=True),  # frozen then, so every retry sends the same body
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=True),  # pending: the next try (while one is sending: its lease)
+    Column("history", JSON, nullable=False),  # [{attempt, at, status, error}]
+    Column("created_at", Float, nullable=False),
+    Index("ix_webhook_deliveries_state_next", "state", "next_at"),
+    Index("ix_webhook_deliveries_run", "run_id"),
+    Index("ix_webhook_deliveries_batch", "batch_id"),
+)
+WEBHOOK_WAITING, WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED = "waiting", "pending", "delivered", "failed"
 
 KEY_ACCOUNT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c52-9a43-5f0f3c8e7a11")
 
@@ -246,12 +280,35 @@ def _run_from(m: Any) -> Run:
     )
 
 
-class RunStore:
-    """Runs and API keys; safe to share between threads, one instance per process."""
+def migrate(url: str, migrations: Path | None = None) -> SchemaChange:
+    """Bring the run store at `url` to the newest revision (`python -m taskqueue migrate`)."""
+    with unusable_store_errors(url):
+        engine = make_engine(url)
+        try:
+            return upgrade_to_head(engine, migrations)
+        finally:
+            engine.dispose()
 
-    def __init__(self, url: str, *, clock: Any = time.time):
+
+class RunStore:
+    """Runs and API keys; safe to share between threads, one instance per process.
+
+    Opening it brings the schema to head first (`migrations`: another revisions folder than the bundled one);
+    RunStoreUnusable when the database cannot be reached or written, or is newer than this code.
+    """
+
+    def __init__(self, url: str, *, clock: Any = time.time, migrations: Path | None = None):
         self.url = url
-        self.engine = make_engine(url)
+        with unusable_store_errors(url):
+            self.engine = make_engine(url)
+            try:
+                self.schema = upgrade_to_head(self.engine, migrations)
+            except BaseException:
+                self.engine.dispose()
+                raise
+        if self.schema.applied:
+            # WARNING, not INFO: a schema change must show in every process's log, and uvicorn configures none
+            log.warning(self.schema.describe())
         self.clock = clock
         # SQLite has one writer. Threads of this process wait their turn here, in order, rather than in
         # SQLite's busy handler, which sleeps in growing steps: under 20 concurrent API clients a few writers
@@ -261,7 +318,10 @@ class RunStore:
         # How many threads of a process should write at once: SQLite takes one writer at a time anyway (more
         # threads only fight over the GIL); a server database overlaps their round trips.
         self.concurrent_writers = 1 if self.engine.dialect.name == "sqlite" else 5
-        metadata.create_all(self.engine)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RunStore:
+        return cls(settings.sqlalchemy_url, migrations=settings.migrations_dir)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -273,8 +333,8 @@ class RunStore:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    def create_batch(self, owner: str, new_runs: Iterable[NewRun]) -> list[Run]:
-        """Write the runs of one request as QUEUED, all or none."""
+    def create_batch(self, owner: str, new_runs: Iterable[NewRun], *, webhook_url: str | None = None) -> list[Run]:
+        """Write the runs of one request as QUEUED, all or none (with a webhook: its delivery rows too)."""
         batch_id = "batch_" + secrets.token_hex(8)
         now = self.clock()
         rows = [
@@ -291,6 +351,12 @@ class RunStore:
             return []
         with self._write() as conn, conn.begin():
             conn.exec_driver_sql(self._insert_runs.sql, self._insert_runs.params(rows))
+            if webhook_url:
+                hooks = [{"id": "dlv_" + secrets.token_hex(10), "owner": owner, "batch_id": batch_id, "run_id": run_id,
+                          "url": webhook_url, "state": WEBHOOK_WAITING, "event": None, "payload": None,
+                          "attempts": 0, "next_at": None, "history": [], "created_at": now}
+                         for run_id in [*(row["id"] for row in rows), None]]
+                conn.execute(insert(webhook_deliveries), hooks)
         # What was written, not read back: the batch's read-back was a fifth of a batch-30 request
         return [_run_from(row) for row in rows]
 
@@ -317,6 +383,18 @@ class RunStore:
         query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_row_to_run(r) for r in conn.execute(query)]
+
+    def completed_before(self, before: float) -> list[str]:
+        """Runs that completed before `before` (epoch seconds) and still have their files."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.status == COMPLETED,
+                                                                       runs.c.finished_at < before))]
+
+    def expire(self, run_id: str, message: str) -> bool:
+        """COMPLETED -> EXPIRED once its files are gone; the output says so and links nothing."""
+        return self._update(run_id, runs.c.status == COMPLETED, status=EXPIRED,
+                            output={"expired": True, "message": message},
+                            error={"stage": "retention", "message": message})
 
     def ids_with_status(self, status: str) -> list[str]:
         with self.engine.connect() as conn:
@@ -442,27 +520,49 @@ class RunStore:
 
     # --- idempotency keys -----------------------------------------------------------------------
 
-    def begin_idempotent(self, owner: str, key: str, body_hash: str) -> tuple[str, dict | None]:
+    def begin_idempotent(self, owner: str, key: str, body_hash: str, *, ttl: float = 24 * 3600.0,
+                         pending_timeout: float = 300.0) -> tuple[str, dict | None]:
         """Reserve `key` for this request: (IDEMPOTENCY_NEW, None) for the first request, (IDEMPOTENCY_REPLAY,
         response) for a finished one with the same body, IDEMPOTENCY_MISMATCH for another body and
-        IDEMPOTENCY_PENDING while the first is still being handled."""
-        try:
-            with self._write() as conn, conn.begin():
-                conn.execute(insert(idempotency_keys).values(owner=owner, key=key, body_hash=body_hash,
-                                                             response=None, created_at=self.clock()))
-            return IDEMPOTENCY_NEW, None
-        except IntegrityError:
-            pass
-        with self.engine.connect() as conn:
-            row = conn.execute(select(idempotency_keys.c.body_hash, idempotency_keys.c.response)
-                               .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)).first()
-        if row is None:  # released between our insert and this read: the caller may simply try again
+        IDEMPOTENCY_PENDING while the first is still being handled.
+
+        A key older than `ttl` is forgotten, and one still pending after `pending_timeout` (its server died
+        mid-request) is released: either is taken as new instead of answering 409 for ever.
+        """
+        for _ in range(2):
+            try:
+                with self._write() as conn, conn.begin():
+                    conn.execute(insert(idempotency_keys).values(owner=owner, key=key, body_hash=body_hash,
+                                                                 response=None, created_at=self.clock()))
+                return IDEMPOTENCY_NEW, None
+            except IntegrityError:
+                pass
+            with self.engine.connect() as conn:
+                row = conn.execute(select(idempotency_keys.c.body_hash, idempotency_keys.c.response,
+                                          idempotency_keys.c.created_at)
+                                   .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)).first()
+            if row is None:  # released between our insert and this read: the caller may simply try again
+                return IDEMPOTENCY_PENDING, None
+            age = self.clock() - row[2]
+            if not (age > ttl or (row[1] is None and age > pending_timeout)):
+                break
+            with self._write() as conn, conn.begin():  # only that row: a newer holder of the key keeps it
+                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.owner == owner,
+                                                            idempotency_keys.c.key == key,
+                                                            idempotency_keys.c.created_at == row[2]))
+        else:
             return IDEMPOTENCY_PENDING, None
         if row[0] != body_hash:
             return IDEMPOTENCY_MISMATCH, None
         if row[1] is None:
             return IDEMPOTENCY_PENDING, None
         return IDEMPOTENCY_REPLAY, row[1]
+
+    def expire_idempotency(self, older_than: float) -> int:
+        """Forget keys made more than `older_than` seconds ago (the periodic task); how many went."""
+        with self._write() as conn, conn.begin():
+            return conn.execute(delete(idempotency_keys)
+                                .where(idempotency_keys.c.created_at < self.clock() - older_than)).rowcount
 
     def finish_idempotent(self, owner: str, key: str, response: dict) -> None:
         with self._write() as conn, conn.begin():
@@ -537,3 +637,68 @@ class RunStore:
         if row is None or not hmac.compare_digest(row[0], digest):
             return None
         return row[1]
+
+    # --- webhook deliveries (sent by taskqueue/webhooks.py) ------------------------------------------------
+
+    def webhooks_to_promote(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Waiting deliveries whose run is final, and batch deliveries whose runs all are."""
+        d = webhook_deliveries
+        unfinished = (select(runs.c.id).where(runs.c.batch_id == d.c.batch_id, runs.c.status.not_in(FINAL_STATUSES))
+                      .exists())
+        run_final = select(runs.c.id).where(runs.c.id == d.c.run_id, runs.c.status.in_(FINAL_STATUSES)).exists()
+        query = (select(d).where(d.c.state == WEBHOOK_WAITING,
+                                 ((d.c.run_id.is_not(None)) & run_final) | ((d.c.run_id.is_(None)) & ~unfinished))
+                 .order_by(d.c.created_at, d.c.run_id.is_(None)).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def runs_of_batch(self, batch_id: str) -> list[Run]:
+        with self.engine.connect() as conn:
+            return [_row_to_run(r) for r in conn.execute(
+                select(runs).where(runs.c.batch_id == batch_id).order_by(runs.c.created_at, runs.c.id))]
+
+    def promote_webhook(self, delivery_id: str, event: str, payload: dict) -> bool:
+        """waiting -> pending with its event and frozen body, due now; False when another worker did it."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            result = conn.execute(update(d).where(d.c.id == delivery_id, d.c.state == WEBHOOK_WAITING).values(
+                state=WEBHOOK_PENDING, event=event, payload=payload, next_at=self.clock()))
+        return result.rowcount == 1
+
+    def due_webhooks(self, limit: int = 20) -> list[dict[str, Any]]:
+        d = webhook_deliveries
+        query = (select(d).where(d.c.state == WEBHOOK_PENDING, d.c.next_at <= self.clock())
+                 .order_by(d.c.next_at).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def claim_webhook(self, delivery: dict[str, Any], lease_seconds: float) -> bool:
+        """Take one due delivery for one try: its next_at moves to the lease's end, so a worker that dies while
+        sending leaves it to be tried again then; only one of two racing workers gets it."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            result = conn.execute(update(d).where(
+                d.c.id == delivery["id"], d.c.state == WEBHOOK_PENDING, d.c.next_at == delivery["next_at"],
+                d.c.attempts == delivery["attempts"]).values(next_at=self.clock() + lease_seconds))
+        return result.rowcount == 1
+
+    def record_webhook_try(self, delivery_id: str, attempt: dict[str, Any], *, delivered: bool,
+                           next_at: float | None) -> None:
+        """One try's outcome: delivered, another try at `next_at`, or (next_at None) failed for good."""
+        d = webhook_deliveries
+        with self._write() as conn, conn.begin():
+            row = conn.execute(select(d.c.history).where(d.c.id == delivery_id)).first()
+            history = [*(row.history if row else []), attempt]
+            state = WEBHOOK_DELIVERED if delivered else (WEBHOOK_PENDING if next_at is not None else WEBHOOK_FAILED)
+            conn.execute(update(d).where(d.c.id == delivery_id).values(
+                state=state, attempts=attempt["attempt"], next_at=next_at, history=history))
+
+    def webhooks_for_runs(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each run's delivery row (its url and history), by run id."""
+        if not run_ids:
+            return {}
+        d = webhook_deliveries
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(d.c.id, d.c.run_id, d.c.url, d.c.event, d.c.history)
+                                .where(d.c.run_id.in_(run_ids)))
+            return {r.run_id: dict(r._mapping) for r in rows}

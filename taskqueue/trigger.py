@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import secrets
+import time
 from collections.abc import Callable
 
 from pipeline.artists import Missing, check_readiness, find_artist, find_song, sync_repository
 from pipeline.errors import BadInput, StudioError
+from pipeline.fetch import check_url, limits_from_settings
 from pipeline.models import Artist
+from pipeline.repository import RepositoryUnavailable
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
 from pipeline.songs import split_song_specs
@@ -36,7 +40,7 @@ class NotReady(BadInput):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(),
-                "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in self.missing]}
+                "ready": False, "missing": [m.to_dict() for m in self.missing]}
 
 
 class QueueUnavailable(StudioError):
@@ -52,14 +56,32 @@ def sync_artist(artist: Artist, settings: Settings) -> Artist:
     lock_dir = settings.data_dir / "workspaces"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{artist.account_id}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_within(lock.fileno(), settings.repository_lock_wait_seconds)
+        os.utime(lock.fileno())  # when the clone was last used: housekeeping evicts the least recently used
         return sync_repository(artist, settings)
+
+
+def _lock_within(fd: int, seconds: float) -> None:
+    """The artist's lock, waiting at most `seconds`: a slow fetch of one artist holds only its own requests
+    (and each of those only this long), never a thread or a lock that every other create needs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise RepositoryUnavailable("The artist's repository is being fetched by another request; "
+                                            "try again shortly") from None
+            time.sleep(0.05)
 
 
 def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
     """Everything that can be said about a request before it is queued; raises the user's error."""
     if request.template is not None:
         load_template(request.template)
+    if request.webhook_url:  # checked like every user-given URL: http(s), no private address unless allowed
+        check_url(request.webhook_url, limits_from_settings(settings), "webhook_url")
     artist = sync_artist(find_artist(settings, request.artist_account_id), settings)
     slugs, urls = split_song_specs(request.songs)
     for slug in slugs:
@@ -71,14 +93,20 @@ def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
     return artist
 
 
+def webhook_target(request: CreateContentRequest, settings: Settings) -> str | None:
+    """Where the request's webhooks go: its own `webhook_url`, else the installation's WEBHOOK_URL."""
+    return request.webhook_url or settings.webhook_url or None
+
+
 def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
             enqueue: EnqueueMany) -> dict:
     """Check the request, write `batch` runs (each with its own seed), queue them, answer as the seed page does."""
-    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue)
+    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue,
+                      webhook_url=webhook_target(request, settings))
 
 
 def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, store: RunStore,
-               enqueue: EnqueueMany) -> dict:
+               enqueue: EnqueueMany, webhook_url: str | None = None) -> dict:
     """The second half of `trigger`, for a request `check_request` has passed (it gave `artist`)."""
     stored_request = request.model_dump(mode="json")
     stored_request["artist_account_id"] = artist.account_id
@@ -87,7 +115,7 @@ def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, sto
                request=stored_request, seed=secrets.randbelow(2**31))
         for _ in range(request.batch)
     ]
-    created = store.create_batch(owner, new_runs)
+    created = store.create_batch(owner, new_runs, webhook_url=webhook_url)
     run_ids = [run.id for run in created]
     try:
         enqueue(run_ids)
@@ -105,4 +133,6 @@ def queue_runs(request: CreateContentRequest, artist: Artist, owner: str, *, sto
         "template": request.template,
         "lipsync": request.lipsync,
     }
+    if request.unknown_fields:
+        response["warnings"] = request.warnings()
     return response

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from redis import Redis
@@ -37,10 +39,25 @@ def _service_missing(what: str, exc: Exception) -> None:
     pytest.skip(f"{what}: {type(exc).__name__}")
 
 
+def missing_tool(reason: str) -> NoReturn:
+    """Skip for want of a tool or service (a browser, schemathesis, Redis, a tmpfs mount); under
+    REQUIRE_SERVICES=1 (CI, where all of them are installed) the same absence is a failure, never a quiet skip."""
+    if os.environ.get("REQUIRE_SERVICES"):
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)  # also from a module that cannot import its tool
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway database in the local PostgreSQL, dropped after the session."""
-    name = "studio_test_" + uuid.uuid4().hex[:10]
+    with throwaway_database("studio_test_") as url:
+        yield url
+
+
+@contextmanager
+def throwaway_database(prefix: str) -> Iterator[str]:
+    """A new database in the local PostgreSQL (skipped when it is not there), dropped afterwards."""
+    name = prefix + uuid.uuid4().hex[:10]
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

@@ -15,6 +15,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from pipeline.ffmpeg import probe
+from tests.original_contract import ORIGINAL
 from tests.servers import ACCOUNT_A, FAST_RENDER_ENV, KEY_A, KEY_B, Studio, running_studio
 from tests.test_artists import make_workspace
 
@@ -29,6 +30,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     root = tmp_path_factory.mktemp("contract")
     make_workspace(root / "data" / "artists" / "bare-artist", account_id=BARE, face=False, songs=(), context=False)
     with running_studio(root, **FAST_RENDER_ENV) as s:
+        s.response_hooks.append(ORIGINAL.check)  # every answer below is also checked against the original's schemas
         yield s
 
 
@@ -61,7 +63,7 @@ def test_a_batch_of_three_completes_and_every_video_downloads(batch: dict, tmp_p
     seeds = set()
     for run_id, run in batch["runs"].items():
         assert run["status"] == "COMPLETED", run["error"]
-        assert run["id"] == run_id and run["progress"] == 100.0 and run["attempts"] == 1
+        assert run["id"] == run_id and run["progress"] == 100.0 and run["attemptCount"] == 1
         assert run["createdAt"] <= run["startedAt"] <= run["finishedAt"] and run["durationSeconds"] > 0
         steps = [t["step"] for t in run["timeline"]]
         assert steps[:2] == ["song", "lyrics"] and steps[-1] == "render"
@@ -174,7 +176,6 @@ BAD_BODIES = [
     ({"songs": ["s"] * 51}, ["songs"], "at most 50"),
     ({"images": ["ftp://example.com/a.png"]}, ["images", 0], "http(s) URL"),
     ({"images": ["https://example.com/a.png"] * 21}, ["images"], "at most 20"),
-    ({"colour": "red"}, ["colour"], "Unknown field: colour"),
 ]
 
 
@@ -186,6 +187,18 @@ def test_every_bound_of_the_body_is_a_400_naming_the_field(a: httpx.Client, patc
     assert r.status_code == 400 and r.headers["content-type"] == "application/json"
     got = r.json()
     assert got["status"] == "error" and got["field"] == field and message in got["error"]
+
+
+def test_unknown_fields_are_ignored_and_named_in_warnings(a: httpx.Client) -> None:
+    r = a.post("/api/content/create", json={"artist_account_id": DEMO, "colour": "red", "captionLength": "short"})
+    assert r.status_code == 202, r.text
+    answer = r.json()
+    assert answer["warnings"] == ["Unknown field ignored: colour", "Unknown field ignored: captionLength"]
+    run = a.get("/api/tasks/runs", params={"runId": answer["runIds"][0]}).json()["runs"][0]
+    assert "colour" not in run["request"] and run["request"]["caption_length"] == "none"
+    a.post(f"/api/tasks/runs/{answer['runIds'][0]}/cancel")
+    r = a.post("/api/content/create", json={"artist_account_id": DEMO, "colour": "red", "batch": "2"})
+    assert r.status_code == 400 and r.json()["field"] == ["batch"]  # known fields stay strictly typed
 
 
 def test_malformed_bodies_are_400s_too(a: httpx.Client) -> None:
@@ -229,7 +242,10 @@ def test_cancelling_a_running_run_stops_it(studio: Studio, a: httpx.Client) -> N
 def test_user_mistakes_get_the_originals_messages(a: httpx.Client) -> None:
     r = a.post("/api/content/create", json={"artist_account_id": DEMO, "template": "nope"})
     assert (r.status_code, r.json()) == (400, {"status": "error", "error": "Unsupported template: nope",
-                                               "field": ["template"]})
+                                               "field": ["template"],
+                                               "available_templates": a.get("/api/content/validate", params={
+                                                   "artist_account_id": DEMO}).json()["templates"]})
+    assert "artist-caption-stage" in r.json()["available_templates"]
     r = a.post("/api/content/create", json={"artist_account_id": str(uuid.uuid4())})
     assert r.status_code == 404 and r.json()["error"] == "Artist not found for the provided artist_account_id"
     r = a.post("/api/content/create", json={"artist_account_id": DEMO, "songs": ["no-such-song"]})
@@ -237,7 +253,7 @@ def test_user_mistakes_get_the_originals_messages(a: httpx.Client) -> None:
     r = a.post("/api/content/create", json={"artist_account_id": BARE})
     body = r.json()
     assert r.status_code == 400 and [m["file"] for m in body["missing"]] == ["context/images/face-guide.png", "songs/"]
-    assert all(m["fix"] for m in body["missing"])
+    assert all(m["fix"] and m["description"] for m in body["missing"]) and body["ready"] is False
 
 
 @pytest.mark.parametrize(("headers", "message"), [
@@ -272,31 +288,49 @@ def test_templates_validate_estimate_and_artists(studio: Studio, a: httpx.Client
     assert listed["status"] == "success" and "artist-caption-stage" in ids and all(t["description"] for t in
                                                                                    listed["templates"])
     one = a.get("/api/content/templates/artist-caption-stage").json()
-    assert one["status"] == "success" and one["id"] == "artist-caption-stage" and one["video"]["moods"]
+    assert one["status"] == "success" and one["id"] == "artist-caption-stage"
+    assert one["video"]["moods"] == [m["name"] for m in one["video"]["moodDetails"]] and one["video"]["moods"]
+    assert all(isinstance(m, str) for m in one["video"]["movements"] + one["video"]["moods"])
+    assert {op["type"] for op in one["edit"]["operations"]} == {"crop", "trim", "overlay_text", "mux_audio"}
     missing = a.get("/api/content/templates/nope")
     assert (missing.status_code, missing.json()) == (404, {"status": "error", "error": "Template not found"})
 
     ready = a.get("/api/content/validate", params={"artist_account_id": DEMO}).json()
-    assert ready == {"status": "success", "artist_account_id": DEMO, "ready": True, "missing": [], "warnings": []}
+    assert ready["ready"] is True and ready["missing"] == [] and ready["warnings"] == []
+    assert ready["songs"] == 2 and ready["checks"]["songs"] == {"status": "ok", "count": 2}
+    assert ids == ready["templates"]
+    assert {k: v["status"] for k, v in ready["checks"].items()} == dict.fromkeys(ready["checks"], "ok")
     bare = a.get("/api/content/validate", params={"artist_account_id": BARE}).json()
     assert bare["ready"] is False and {m["severity"] for m in bare["missing"]} == {"required", "recommended"}
-    assert len(bare["warnings"]) == 2
+    assert len(bare["warnings"]) == 2 and bare["checks"]["face_guide"]["status"] == "missing"
+    assert bare["checks"]["artist_context"]["status"] == "warning" and bare["songs"] == 0
     r = a.get("/api/content/validate")
     assert r.status_code == 400 and r.json()["error"] == "artist_account_id is required"
     assert a.get("/api/content/validate", params={"artist_account_id": str(uuid.uuid4())}).status_code == 404
 
     est = a.get("/api/content/estimate", params={"lipsync": "false", "batch": 3}).json()
-    assert est["basis"].startswith("past runs") and est["sampleSize"] >= 3
-    assert est["total"]["seconds"] == pytest.approx(est["perVideo"]["seconds"] * 3, abs=0.2)  # one worker
-    assert est["perVideo"]["costUsd"] == 0.0
+    time = est["time"]
+    assert time["basis"].startswith("the median of the last") and time["sampleSize"] >= 3
+    assert time["totalSeconds"] == pytest.approx(time["perVideoSeconds"] * 3, abs=0.2)  # one worker
+    [current] = est["workflows"]  # all local here: every step free
+    assert current["perVideo"] == 0.0 and {s["model"] for s in current["steps"]} == {"local"}
+    assert est["batch"] == {"count": 3, "cheapestTotal": 0.0, "mostExpensiveTotal": 0.0} and "comparison" not in est
     runs = batch["runs"].values()
-    assert min(r["durationSeconds"] for r in runs) - 0.1 <= est["perVideo"]["seconds"] <= max(
+    assert min(r["durationSeconds"] for r in runs) - 0.1 <= time["perVideoSeconds"] <= max(
         r["durationSeconds"] for r in runs) + 0.1
-    assert a.get("/api/content/estimate", params={"batch": 31}).status_code == 400
+    compared = a.get("/api/content/estimate", params={"lipsync": "true", "compare": "true"}).json()
+    assert len(compared["workflows"]) == 3 and "batch" not in compared
+    original = next(w for w in compared["workflows"] if w["name"].startswith("The original's"))
+    video = next(s for s in original["steps"] if s["name"] == "Generate Video")
+    assert video["model"] == "fal-ai/ltx-2-19b/audio-to-video" and video["cost"] > 0 and video["unit"] == "megapixels"
+    assert compared["comparison"]["mostExpensive"] == original["name"]
+    assert compared["comparison"]["cheapestPerVideo"] == 0.0 and compared["comparison"]["savingsPercent"] == 100
+    assert a.get("/api/content/estimate", params={"batch": 0}).status_code == 400
 
     artists = a.get("/api/artists").json()["artists"]
     demo = next(x for x in artists if x["account_id"] == DEMO)
     assert demo["name"] and demo["ready"] and "late-bus-home" in demo["songs"]
+    assert demo["pinned"] is False and demo["socials"] == []
     image = httpx.get(demo["image"])
     assert image.status_code == 200 and image.headers["content-type"] == "image/png"
     assert next(x for x in artists if x["account_id"] == BARE)["image"] is None
@@ -311,3 +345,53 @@ def test_no_redirects_and_json_for_every_error(studio: Studio, a: httpx.Client) 
     assert a.get("/api/docs").status_code == 200
     spec = a.get("/api/openapi.json").json()
     assert {"/content/create", "/tasks/runs", "/accounts/id"} <= set(spec["paths"])
+
+
+def test_account_id_and_org_id_are_checked(a: httpx.Client) -> None:
+    for path in ("/api/tasks/runs", "/api/artists"):
+        bad = a.get(path, params={"account_id": "not-a-uuid"})
+        assert bad.status_code == 400 and bad.json()["field"] == ["account_id"], path
+        other = a.get(path, params={"account_id": str(uuid.uuid4())})
+        assert other.status_code == 403 and other.json()["field"] == ["account_id"], path
+        own = a.get(path, params={"account_id": ACCOUNT_A.upper()})
+        assert own.status_code == 200, path
+    assert a.get("/api/artists", params={"org_id": "x"}).status_code == 400
+    assert a.get("/api/artists", params={"org_id": str(uuid.uuid4())}).status_code == 403
+
+
+def test_runs_are_trigger_dev_run_objects(a: httpx.Client, batch: dict) -> None:
+    run = a.get("/api/tasks/runs", params={"runId": batch["answer"]["runIds"][0]}).json()["runs"][0]
+    assert run["taskIdentifier"] == "create-content" and run["updatedAt"] >= run["finishedAt"]
+    assert [(x["status"], x["startedAt"]) for x in run["attempts"]] == [("COMPLETED", run["startedAt"])]
+    assert run["attemptCount"] == 1 and run["costInCents"] == 0.0 and run["output"]["cost"]["totalUsd"] == 0.0
+    assert run["durationMs"] == pytest.approx(run["durationSeconds"] * 1000, abs=1)
+
+
+def test_every_operation_and_status_the_original_declares_was_checked(studio: Studio, a: httpx.Client,
+                                                                      batch: dict) -> None:
+    """Answers of each declared operation and status, each validated by the hook; then the tally."""
+    run_id = batch["answer"]["runIds"][0]
+    a.post("/api/content/create", json={"artist_account_id": DEMO, "template": "nope"})
+    a.post("/api/content/create", json={"artist_account_id": str(uuid.uuid4())})
+    a.get("/api/content/templates")
+    a.get("/api/content/templates/artist-caption-stage")
+    a.get("/api/content/templates/nope")
+    a.get("/api/content/validate", params={"artist_account_id": DEMO})
+    a.get("/api/content/validate")
+    a.get("/api/content/validate", params={"artist_account_id": str(uuid.uuid4())})
+    a.get("/api/content/estimate", params={"compare": "true", "batch": 30, "lipsync": "true"})
+    a.get("/api/tasks/runs", params={"runId": run_id})
+    a.get("/api/tasks/runs")
+    a.get("/api/tasks/runs", params={"limit": 0})
+    a.get("/api/tasks/runs", params={"account_id": str(uuid.uuid4())})
+    a.get("/api/tasks/runs", params={"runId": "run_nope"})
+    a.get("/api/artists")
+    a.get("/api/artists", params={"account_id": "bad"})
+    a.get("/api/accounts/id")
+    with studio.client(None) as anonymous:
+        for path in ("/api/content/templates", "/api/content/validate", "/api/content/estimate",
+                     "/api/content/templates/x"):
+            assert anonymous.get(path).status_code == 401
+        assert anonymous.post("/api/content/create", json={}).status_code == 401
+    declared = {(op, status) for op, answers in ORIGINAL.spec["operations"].items() for status in answers}
+    assert declared - set(ORIGINAL.seen) == set()

@@ -51,11 +51,11 @@ def test_queued_runs_wait_for_a_consumer_and_survive_a_shutdown_mid_run(studio: 
     running = wait_until_one_executes(studio, [first, second])
     studio.stop_worker()  # SIGTERM: the consumer interrupts the render and puts the run back
     back = studio.get_run(running)
-    assert back["status"] == "QUEUED" and back["attempts"] == 0, (back, studio.log_tail("worker"))
+    assert back["status"] == "QUEUED" and back["attemptCount"] == 0, (back, studio.log_tail("worker"))
     studio.start_worker()  # a restarted consumer picks up everything still queued
     runs = studio.wait_for([first, second], timeout=180)
     assert {r["status"] for r in runs.values()} == {"COMPLETED"}, runs
-    assert runs[running]["attempts"] == 1
+    assert runs[running]["attemptCount"] == 1
     studio.stop_worker()
 
 
@@ -70,7 +70,7 @@ def test_a_killed_worker_is_retried_once_then_crashed_never_stuck(studio: Studio
     assert time.monotonic() - killed_at >= 5  # only after CRASH_AFTER_SECONDS without a heartbeat
     studio.start_worker()
     studio.wait_for([run_id], {"EXECUTING"}, timeout=60, poll=0.1)
-    assert studio.get_run(run_id)["attempts"] == 2
+    assert studio.get_run(run_id)["attemptCount"] == 2
     studio.stop_worker(kill=True)
     crashed = studio.wait_for([run_id], {"CRASHED"}, timeout=30)[run_id]
     assert crashed["error"]["stage"] == "worker" and "heartbeat" in crashed["error"]["message"]

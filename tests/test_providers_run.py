@@ -75,6 +75,15 @@ def test_a_whole_run_with_every_step_remote(tmp_path: Path, fake: FakeRemote) ->
                        "upscale": "fal:fal-ai/seedvr/upscale/video"}.items():
         assert out["providers"][step] == name
     assert json.loads(result.meta_path.read_text())["providers"] == out["providers"]
+    # what the remote steps cost, at the list prices of pipeline/providers/pricing.py
+    cost = {c["step"]: c for c in out["cost"]["steps"]}
+    assert set(cost) == {"transcribe", "caption", "image", "video", "upscale"}
+    assert (cost["image"]["model"], cost["image"]["usd"]) == ("fal-ai/nano-banana-2/edit", 0.08)
+    assert cost["video"]["unit"] == "megapixels" and cost["video"]["units"] == pytest.approx(1280 * 720 * 72 / 1e6)
+    assert cost["video"]["usd"] == pytest.approx(1280 * 720 * 72 / 1e6 * 0.0018, abs=1e-4)
+    assert cost["upscale"]["usd"] == 0.0 and "MODEL_PRICES" in cost["upscale"]["note"]  # no published price found
+    assert out["cost"]["totalUsd"] == pytest.approx(sum(c["usd"] for c in cost.values()), abs=1e-4)
+    assert out["cost"]["totalUsd"] > 0.19
 
     # lip-sync heard only the clip, not the whole song
     lipsync = next(h for h in fake.hits("fal_submit") if h.path.endswith("audio-to-video"))
@@ -110,6 +119,7 @@ def test_fallback_to_local_finishes_and_says_why(tmp_path: Path, fake: FakeRemot
     assert providers["caption"].startswith("local (fallback after openai:gpt-4o-mini: the API key was refused")
     assert providers["lyrics"].startswith("none (fallback after openai:whisper-1")
     assert result.output["captionText"]  # the local writer wrote it
+    assert result.output["cost"] == {"currency": "USD", "steps": [], "totalUsd": 0.0}  # local work is free
 
 
 def test_without_fallback_a_remote_failure_fails_the_run_cleanly(tmp_path: Path, fake: FakeRemote) -> None:

@@ -1,4 +1,4 @@
-"""The request model is the seed page's contract: names, defaults, bounds, unknown fields rejected."""
+"""The request model is the seed page's contract: names, defaults, bounds; unknown fields ignored but named."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_full_example_from_the_seed_page() -> None:
     ({"batch": 1.5}, "batch"), ({"caption_length": "huge"}, "caption_length"), ({"lipsync": "yes"}, "lipsync"),
     ({"artist_account_id": "not-a-uuid"}, "artist_account_id"), ({"songs": [""]}, "songs"),
     ({"images": ["ftp://x/y.png"]}, "images"), ({"images": ["file:///etc/passwd"]}, "images"),
-    ({"surprise": 1}, "surprise"),
+    ({"surprise": 1, "batch": "3"}, "batch"),
 ])
 def test_bad_values_are_rejected_with_their_field(patch: dict, loc: str) -> None:
     with pytest.raises(ValidationError) as info:
@@ -41,3 +41,14 @@ def test_artist_account_id_is_required() -> None:
     with pytest.raises(ValidationError) as info:
         CreateContentRequest.model_validate({})
     assert info.value.errors()[0]["loc"] == ("artist_account_id",)
+
+
+def test_unknown_fields_are_ignored_and_named() -> None:
+    req = CreateContentRequest.model_validate({"artist_account_id": AID, "surprise": 1, "Batch": 3})
+    assert req.unknown_fields == ["surprise", "Batch"] and req.batch == 1
+    assert req.warnings() == ["Unknown field ignored: surprise", "Unknown field ignored: Batch"]
+    assert "unknown_fields" not in req.model_dump() and "surprise" not in req.model_dump()
+    # the name of the bookkeeping field itself is not a way in
+    assert CreateContentRequest.model_validate({"artist_account_id": AID, "unknown_fields": []}).unknown_fields == [
+        "unknown_fields"]
+    assert "unknown_fields" not in CreateContentRequest.model_json_schema()["properties"]

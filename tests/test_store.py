@@ -56,7 +56,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _drop_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys"))
+        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys, idempotency_keys, workers, webhook_deliveries, "
+                          "alembic_version"))
     engine.dispose()
 
 
@@ -304,3 +305,66 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with s.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     s.close()
+
+
+# --- webhook deliveries: made with the runs, promoted when final, claimed once ---------------------------------
+
+HOOK = "https://example.com/hook"
+
+
+def test_rows_wait_until_their_run_and_then_the_whole_batch_is_final(store: RunStore, clock: Clock) -> None:
+    first, second = store.create_batch("owner-a", new_runs(2), webhook_url=HOOK)
+    assert store.webhooks_to_promote() == []  # queued runs: nothing to say yet
+    assert store.claim(first.id, "w1") and store.finish(first.id, {"ok": True})
+    [ready] = store.webhooks_to_promote()
+    assert ready["run_id"] == first.id and ready["url"] == HOOK and ready["state"] == "waiting"
+    store.fail(second.id, FAILED, "render", "boom")
+    ready = store.webhooks_to_promote()
+    assert [r["run_id"] for r in ready] == [first.id, second.id, None]  # the batch's own row comes last
+    assert store.promote_webhook(ready[0]["id"], "run.completed", {"type": "run.completed"})
+    assert not store.promote_webhook(ready[0]["id"], "run.completed", {"type": "run.completed"})  # once only
+    assert [r["run_id"] for r in store.webhooks_to_promote()] == [second.id, None]
+
+
+def test_a_due_delivery_is_claimed_by_one_worker_and_retried_until_it_runs_out(store: RunStore,
+                                                                            clock: Clock) -> None:
+    [run] = store.create_batch("owner-a", new_runs(1), webhook_url=HOOK)
+    store.fail(run.id, FAILED, "render", "boom")
+    row = next(r for r in store.webhooks_to_promote() if r["run_id"] == run.id)
+    store.promote_webhook(row["id"], "run.failed", {"type": "run.failed"})
+    [due] = store.due_webhooks()
+    assert due["payload"] == {"type": "run.failed"} and due["attempts"] == 0
+    assert store.claim_webhook(due, 15) and not store.claim_webhook(due, 15)  # a racing worker gets nothing
+    assert store.due_webhooks() == []  # leased
+    store.record_webhook_try(due["id"], {"attempt": 1, "at": clock.now, "status": 500, "error": "HTTP 500"},
+                             delivered=False, next_at=clock.now + 30)
+    assert store.due_webhooks() == []
+    clock.now += 31
+    [again] = store.due_webhooks()
+    assert again["id"] == due["id"] and again["attempts"] == 1 and store.claim_webhook(again, 15)
+    store.record_webhook_try(due["id"], {"attempt": 2, "at": clock.now, "status": None, "error": "timeout"},
+                             delivered=False, next_at=None)  # out of tries
+    clock.now += 1000
+    assert store.due_webhooks() == []
+    hook = store.webhooks_for_runs([run.id])[run.id]
+    assert hook["url"] == HOOK and [h["status"] for h in hook["history"]] == [500, None]
+    assert store.webhooks_for_runs([]) == {} and store.webhooks_for_runs(["run_none"]) == {}
+
+
+def test_a_worker_that_dies_while_sending_leaves_the_delivery_to_be_tried_again(store: RunStore,
+                                                                              clock: Clock) -> None:
+    [run] = store.create_batch("owner-a", new_runs(1), webhook_url=HOOK)
+    store.fail(run.id, FAILED, "render", "boom")
+    row = next(r for r in store.webhooks_to_promote() if r["run_id"] == run.id)
+    store.promote_webhook(row["id"], "run.failed", {})
+    [due] = store.due_webhooks()
+    assert store.claim_webhook(due, 15)  # ...and the worker is killed before it records the try
+    clock.now += 16
+    [back] = store.due_webhooks()
+    assert back["id"] == due["id"] and back["attempts"] == 0 and store.claim_webhook(back, 15)
+
+
+def test_runs_without_a_webhook_have_no_rows(store: RunStore) -> None:
+    [run] = store.create_batch("owner-a", new_runs(1))
+    store.fail(run.id, FAILED, "render", "boom")
+    assert store.webhooks_to_promote() == [] and store.webhooks_for_runs([run.id]) == {}

@@ -325,7 +325,10 @@ def test_artists_page_fixes_readiness_by_adding_files(data_dir: Path, tmp_path: 
     assert f"fix_{bare.account_id}_1_face" in [u.key for u in at.file_uploader]  # the form starts empty again
 
 
-def test_artists_page_connects_a_git_repository(data_dir: Path, tmp_path: Path) -> None:
+def test_artists_page_connects_a_git_repository(data_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPOSITORY_ALLOW_FILE", "true")  # file:// is refused unless this setting allows it
+    get_settings.cache_clear()
     repo = tmp_path / "workspace-repo"
     (repo / "songs" / "tone").mkdir(parents=True)
     make_tone(repo / "songs" / "tone" / "tone.wav", seconds=1.0)
@@ -366,3 +369,4 @@ def test_templates_and_api_pages(data_dir: Path, store: RunStore) -> None:
     curl = next(c for c in codes if c.startswith("curl") and "/api/content/create" in c)
     assert f"x-api-key: {key}" in curl and DEMO in curl
     assert local_account(data_dir, store) in texts(at)
+    assert (data_dir / "webhook-secret.key").read_text().strip() in codes  # what webhook receivers verify with

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import statistics
 from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import require_account
-from api.context import ApiContext, get_ctx
-from pipeline.artists import check_readiness, find_artist
+from api import models
+from api.auth import Account
+from api.context import ApiContext, Ctx
+from api.openapi import errors
+from pipeline.artists import check_readiness, find_artist, list_songs
 from pipeline.errors import BadInput, StudioError
+from pipeline.providers.pricing import STEP_NAMES
 from pipeline.request import CreateContentRequest
-from pipeline.templates import get_template_or_404, list_templates
+from pipeline.templates import Template, get_template_or_404, list_templates, template_ids
 from taskqueue.store import IDEMPOTENCY_MISMATCH, IDEMPOTENCY_PENDING, IDEMPOTENCY_REPLAY
-from taskqueue.trigger import check_request, queue_runs, trigger
+from taskqueue.trigger import check_request, queue_runs, trigger, webhook_target
 
 router = APIRouter(prefix="/content", tags=["content"])
 
@@ -47,28 +49,46 @@ def _body_hash(body: CreateContentRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@router.post("/create", status_code=202, summary="Trigger the content pipeline for an artist")
-async def create_content(body: CreateContentRequest, account: str = Depends(require_account),
-                         ctx: ApiContext = Depends(get_ctx),
-                         idempotency_key: str | None = Header(None, alias="Idempotency-Key",
-                                                              description="Retry-safe: the same key and body "
-                                                                          "return the first request's runIds")
-                         ) -> JSONResponse:
+CREATE_EXAMPLES = {
+    "seed page": {"summary": "The seed page's example",
+                  "value": {"artist_account_id": "1873859c-dd37-4e9a-9bac-80d3558527a9",
+                            "template": "artist-caption-stage", "caption_length": "short", "batch": 2}},
+    "malleable": {"summary": "No template, a song by URL",
+                  "value": {"artist_account_id": "1873859c-dd37-4e9a-9bac-80d3558527a9",
+                            "songs": ["https://example.com/unreleased-track.mp3"]}},
+}
+
+
+@router.post("/create", status_code=202, summary="Trigger the content pipeline for an artist",
+             response_model=models.CreateResponse,
+             responses=errors(400, 401, 404, 409, 413, 429, 503, bad_input=models.CreateErrorResponse))
+async def create_content(
+    body: Annotated[CreateContentRequest, Body(openapi_examples=CREATE_EXAMPLES)],
+    account: Account,
+    ctx: Ctx,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                  description="Retry-safe: the same key and body return the "
+                                                              "first request's runIds")] = None,
+) -> JSONResponse:
     """Validates the artist's files (unless `songs` URLs or `images` override them), writes `batch` runs
-    and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=."""
+    and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=. Unknown body fields are
+    ignored (as the original does) and named in `warnings`."""
     key = _idempotency_key(idempotency_key)
     if key is not None:
         return await run_in_threadpool(_create_once, body, account, ctx, key)
     # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
     # the write is short and takes one of the store's writer threads
     artist = await run_in_threadpool(check_request, body, ctx.settings)
-    response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue))
+    response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue,
+                                       webhook_url=webhook_target(body, ctx.settings)))
     return JSONResponse(response, status_code=202)
 
 
 def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str) -> JSONResponse:
     """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
-    state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body))
+    state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body),
+                                                 ttl=ctx.settings.idempotency_ttl_seconds,
+                                                 pending_timeout=ctx.settings.idempotency_pending_seconds)
     if state == IDEMPOTENCY_REPLAY:
         return JSONResponse(previous, status_code=202, headers={"Idempotent-Replayed": "true"})
     if state == IDEMPOTENCY_MISMATCH:
@@ -86,59 +106,117 @@ def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key:
     return JSONResponse(response, status_code=202)
 
 
-@router.get("/templates", summary="List templates")
-def templates(_account: str = Depends(require_account)) -> dict:
+@router.get("/templates", summary="List templates", response_model=models.TemplatesResponse,
+            responses=errors(401, 429))
+def templates(_account: Account) -> dict:
     return {"status": "success",
             "templates": [{"id": t.id, "description": t.description} for t in list_templates()]}
 
 
-@router.get("/templates/{template_id}", summary="One template, whole")
-def template(template_id: str, _account: str = Depends(require_account)) -> dict:
-    return {"status": "success", **get_template_or_404(template_id).model_dump(mode="json")}
+def template_detail(template: Template) -> dict:
+    """The whole template in the original's shape (moods and movements as strings, the edit as operations),
+    with our richer data beside it under names of our own."""
+    data = template.model_dump(mode="json")
+    video = data["video"]
+    data["video"] = {"moods": [m["name"] for m in video["moods"]],
+                     "movements": [m["prompt"] for m in video["movements"]],
+                     "moodDetails": video["moods"], "movementDetails": video["movements"]}
+    edit, style = data["edit"], data["caption"]["style"]
+    data["edit"] = {**edit, "operations": [
+        {"type": "crop", "aspect": edit["crop"]},
+        {"type": "trim", "start": 0, "duration": edit["clip_seconds"]},
+        {"type": "overlay_text", "font": style["font"], "color": style["primary_colour"],
+         "stroke_color": style["outline_colour"], "max_font_size": style["max_size"], "position": style["placement"]},
+        {"type": "mux_audio", "replace": edit["audio"] == "song"},
+    ]}
+    return {"status": "success", **data}
 
 
-@router.get("/validate", summary="Is the artist ready for a run?")
-def validate(artist_account_id: str | None = Query(None), _account: str = Depends(require_account),
-             ctx: ApiContext = Depends(get_ctx)) -> dict:
+@router.get("/templates/{template_id}", summary="One template, whole", response_model=models.TemplateDetail,
+            responses=errors(401, 404, 429))
+def template(template_id: str, _account: Account) -> dict:
+    return template_detail(get_template_or_404(template_id))
+
+
+def _check(ok: bool, warn: bool = False) -> dict:
+    return {"status": "ok" if ok else ("warning" if warn else "missing")}
+
+
+@router.get("/validate", summary="Is the artist ready for a run?", response_model=models.ValidateResponse,
+            responses=errors(400, 401, 404, 429))
+def validate(
+    _account: Account,
+    ctx: Ctx,
+    artist_account_id: Annotated[str | None, Query(description="The artist's account id (see GET /api/artists)",
+                                                   examples=["1873859c-dd37-4e9a-9bac-80d3558527a9"])] = None,
+) -> dict:
     if not (artist_account_id or "").strip():
         raise BadInput("artist_account_id is required", field=["artist_account_id"])
     artist = find_artist(ctx.settings, artist_account_id or "")
     missing = check_readiness(artist)
+    songs = len(list_songs(artist))
     return {
         "status": "success",
         "artist_account_id": artist.account_id,
         "ready": not any(m.severity == "required" for m in missing),
-        "missing": [{"file": m.file, "severity": m.severity, "fix": m.fix} for m in missing],
+        "songs": songs,
+        "templates": template_ids(),
+        "checks": {
+            "face_guide": _check(artist.face_guide.is_file()),
+            "artist_context": _check(artist.artist_context.is_file(), warn=True),
+            "audience_context": _check(artist.audience_context.is_file(), warn=True),
+            "songs": {**_check(songs > 0), "count": songs},
+        },
+        "missing": [m.to_dict() for m in missing],
         "warnings": [m.fix for m in missing if m.severity != "required"],
     }
 
 
-@router.get("/estimate", summary="Time (and cost) a request will take")
-def estimate(lipsync: bool = Query(False), batch: int = Query(1, ge=1, le=30), upscale: bool = Query(False),
-             _account: str = Depends(require_account), ctx: ApiContext = Depends(get_ctx)) -> dict:
-    """From the durations of past runs on this installation; a model of the chosen providers until then."""
-    from pipeline.estimate import estimate_seconds  # imports the providers: only when asked
+def estimate_answer(ctx: ApiContext, *, lipsync: bool, batch: int, upscale: bool, compare: bool) -> dict:
+    from pipeline.estimate import estimate_request  # imports the providers: only when asked
 
-    guess = estimate_seconds(ctx.settings, lipsync=lipsync, upscale=upscale, batch=batch)
     durations = [] if upscale else ctx.store.recent_durations(lipsync=lipsync)
-    if durations:
-        per_video, basis = statistics.median(durations), "past runs on this installation"
-    else:
-        per_video, basis = guess.per_video_seconds, "default guess (no comparable finished runs yet)"
-    workers = max(1, ctx.settings.workers)
-    total = per_video * math.ceil(batch / workers)
-    all_local = all(p == "local" for p in guess.providers.values())
-    cost = 0.0 if all_local else None  # remote prices vary by plan; not guessed
-    return {
-        "status": "success",
-        "lipsync": lipsync,
-        "upscale": upscale,
-        "batch": batch,
-        "workers": workers,
-        "perVideo": {"seconds": round(per_video, 1), "costUsd": cost},
-        "total": {"seconds": round(total, 1), "costUsd": None if cost is None else 0.0},
-        "basis": basis,
-        "sampleSize": len(durations),
-        "steps": guess.steps,
-        "providers": guess.providers,
-    }
+    plan = estimate_request(ctx.settings, durations, lipsync=lipsync, upscale=upscale, batch=batch, compare=compare)
+    flows = []
+    for flow in plan.workflows:
+        steps = [{"name": STEP_NAMES[s.step], "model": s.model, "cost": round(s.usd, 4), "unit": s.unit,
+                  "unitPrice": s.unit_price, "note": s.note, "provider": s.provider,
+                  "seconds": plan.seconds_by_step.get(s.step)} for s in flow.steps]
+        dearest = max(flow.steps, key=lambda s: s.usd, default=None)
+        breakdown = None
+        if dearest is not None and flow.per_video > 0:
+            breakdown = {"mostExpensiveStep": STEP_NAMES[dearest.step],
+                         "mostExpensivePercent": round(100 * dearest.usd / flow.per_video)}
+        flows.append({"name": flow.name, "perVideo": round(flow.per_video, 4), "steps": steps,
+                      "costBreakdown": breakdown})
+    cheapest = min(flows, key=lambda f: f["perVideo"])
+    dearest_flow = max(flows, key=lambda f: f["perVideo"])
+    answer: dict = {"status": "success", "workflows": flows, "time": {
+        "perVideoSeconds": plan.per_video_seconds, "totalSeconds": plan.total_seconds, "workers": plan.workers,
+        "basis": plan.basis, "sampleSize": plan.sample_size}}
+    if compare and len(flows) > 1:
+        top = dearest_flow["perVideo"]
+        answer["comparison"] = {
+            "cheapest": cheapest["name"], "cheapestPerVideo": cheapest["perVideo"],
+            "mostExpensive": dearest_flow["name"], "mostExpensivePerVideo": top,
+            "savingsPercent": round(100 * (top - cheapest["perVideo"]) / top) if top > 0 else 0}
+    if batch > 1:
+        answer["batch"] = {"count": batch, "cheapestTotal": round(cheapest["perVideo"] * batch, 4),
+                           "mostExpensiveTotal": round(dearest_flow["perVideo"] * batch, 4)}
+    return answer
+
+
+@router.get("/estimate", summary="What a request will cost, and how long it will take",
+            response_model=models.EstimateResponse, response_model_exclude_none=True,
+            responses=errors(400, 401, 429))
+def estimate(
+    _account: Account,
+    ctx: Ctx,
+    lipsync: Annotated[bool, Query(description="Estimate the audio-to-video (lip-sync) workflow")] = False,
+    batch: Annotated[int, Query(ge=1, description="Number of videos to project costs for")] = 1,
+    upscale: Annotated[bool, Query(description="(studio) Include the upscale step")] = False,
+    compare: Annotated[bool, Query(description="Also estimate the other workflows, side by side")] = False,
+) -> dict:
+    """Cost per step from the models this installation's settings choose (local steps are free, remote ones
+    at their list prices or MODEL_PRICES), and time from the durations of past runs here."""
+    return estimate_answer(ctx, lipsync=lipsync, batch=batch, upscale=upscale, compare=compare)

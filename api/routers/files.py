@@ -6,13 +6,14 @@ Files in S3 storage are streamed through this route (see `stored_file`), never r
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from api.auth import Unauthorized, account_of
-from api.context import ApiContext, get_ctx
+from api.context import ApiContext, Ctx
+from api.openapi import errors
 from api.shapes import FILE_NAMES
-from pipeline.artists import find_artist
+from pipeline.artists import checked_face_guide, find_artist
 from pipeline.errors import NotFound
 from taskqueue.storage import Storage, parse_range
 from taskqueue.store import COMPLETED
@@ -63,10 +64,17 @@ def stored_file(storage: Storage, run_id: str, name: str, request: Request) -> R
                              media_type=media_type)
 
 
-@router.api_route("/files/{run_id}/{name}", methods=["GET", "HEAD"], summary="Download a run's file",
-                  response_class=FileResponse)
-def run_file(run_id: str, name: str, request: Request, token: str | None = Query(None),
-             ctx: ApiContext = Depends(get_ctx)) -> Response:
+FILE_RESPONSES = {
+    200: {"description": "The file (Range requests answer 206)",
+          "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}},
+                      "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+    **errors(401, 404, 429),
+}
+
+
+@router.api_route("/files/{run_id}/{name}", methods=["GET"], summary="Download a run's file",
+                  response_class=FileResponse, responses=FILE_RESPONSES)
+def run_file(run_id: str, name: str, request: Request, ctx: Ctx, token: str | None = Query(None)) -> Response:
     account = _allowed(request, ctx, token, "run", run_id, name)
     if name not in FILE_NAMES:
         raise NotFound("File not found")
@@ -83,12 +91,20 @@ def run_file(run_id: str, name: str, request: Request, token: str | None = Query
     return FileResponse(path, media_type=media_type, filename=f"{run.id}-{name}", content_disposition_type="inline")
 
 
-@router.api_route("/artists/{account_id}/image", methods=["GET", "HEAD"], summary="An artist's face guide",
-                  response_class=FileResponse)
-def artist_image(account_id: str, request: Request, token: str | None = Query(None),
-                 ctx: ApiContext = Depends(get_ctx)) -> FileResponse:
+@router.api_route("/artists/{account_id}/image", methods=["GET"], summary="An artist's face guide",
+                  response_class=FileResponse,
+                  responses={200: {"description": "The face guide image",
+                                   "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                             **errors(401, 404, 429)})
+def artist_image(account_id: str, request: Request, ctx: Ctx, token: str | None = Query(None)) -> FileResponse:
     _allowed(request, ctx, token, "artist", account_id)
     artist = find_artist(ctx.settings, account_id)
-    if not artist.face_guide.is_file():
+    face = checked_face_guide(artist)  # never a file a workspace symlink points at
+    if face is None:
         raise NotFound("The artist has no face guide")
-    return FileResponse(artist.face_guide, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))
+    return FileResponse(face, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))
+
+
+# HEAD answers like GET without a body; documented once (under GET), so generators see one operation per path
+router.add_api_route("/files/{run_id}/{name}", run_file, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/artists/{account_id}/image", artist_image, methods=["HEAD"], include_in_schema=False)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import account_of
-from api.context import ApiContext, get_ctx
+from api.context import Ctx
+from api.models import HealthResponse
+from api.openapi import errors
 from api.shapes import iso
 
 router = APIRouter(tags=["health"])
@@ -30,8 +32,9 @@ def queue_depth() -> dict[str, int | None]:
         return {"pending": None, "scheduled": None}
 
 
-@router.get("/health", summary="Liveness; with an API key also queue length, runs by status and live workers")
-def health(request: Request, ctx: ApiContext = Depends(get_ctx)) -> JSONResponse:
+@router.get("/health", summary="Liveness; with an API key also queue length, runs by status and live workers",
+            response_model=HealthResponse, responses=errors(401, 429, 503))
+def health(request: Request, ctx: Ctx) -> JSONResponse:
     account = account_of(request, ctx)
     try:
         by_status = ctx.store.count_by_status()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from typing import Annotated
 
-from api.auth import require_account
-from api.context import ApiContext, get_ctx
+from fastapi import APIRouter, Query, Request
+
+from api import models
+from api.auth import Account, ActingAccount
+from api.context import Ctx
+from api.openapi import errors
 from api.shapes import shape_run
 from pipeline.errors import BadInput, NotFound, StudioError
 from taskqueue.store import STATUSES
@@ -25,29 +29,32 @@ def _statuses(value: str | None) -> list[str]:
     return wanted
 
 
-@router.get("/runs", summary="One run (runId) or the caller's runs, newest first")
+@router.get("/runs", summary="One run (runId) or the caller's runs, newest first", response_model=models.RunsResponse,
+            responses=errors(400, 401, 403, 404, 429))
 def get_runs(
     request: Request,
-    run_id: str | None = Query(None, alias="runId", description="One run's id"),
-    limit: int = Query(20, ge=1, le=100),
-    status: str | None = Query(None, description="Filter: a status, or several separated by commas"),
-    artist_account_id: str | None = Query(None, description="Filter: the artist's account id (or slug)"),
-    account: str = Depends(require_account),
-    ctx: ApiContext = Depends(get_ctx),
+    account: ActingAccount,
+    ctx: Ctx,
+    run_id: Annotated[str | None, Query(alias="runId", description="One run's id")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="How many runs to list (without runId)")] = 20,
+    status: Annotated[str | None, Query(description="Filter: a status, or several separated by commas")] = None,
+    artist_account_id: Annotated[str | None, Query(description="Filter: the artist's account id (or slug)")] = None,
 ) -> dict:
     base = ctx.api_base(request)
     if run_id is not None:
         run = ctx.store.get(run_id.strip(), owner=account)
         if run is None:
             raise NotFound("Run not found", field=["runId"])
-        return {"status": "success", "runs": [shape_run(run, base, ctx.signer)]}
-    found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
-    return {"status": "success", "runs": [shape_run(r, base, ctx.signer) for r in found]}
+        found = [run]
+    else:
+        found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
+    hooks = ctx.store.webhooks_for_runs([r.id for r in found])
+    return {"status": "success", "runs": [shape_run(r, base, ctx.signer, hooks.get(r.id)) for r in found]}
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run")
-def cancel(run_id: str, request: Request, account: str = Depends(require_account),
-           ctx: ApiContext = Depends(get_ctx)) -> dict:
+@router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run", response_model=models.CancelResponse,
+             responses=errors(401, 404, 409, 429))
+def cancel(run_id: str, request: Request, account: Account, ctx: Ctx) -> dict:
     before = ctx.store.get(run_id, owner=account)
     if before is None:
         raise NotFound("Run not found", field=["runId"])
@@ -55,4 +62,5 @@ def cancel(run_id: str, request: Request, account: str = Depends(require_account
         raise Conflict(f"The run already finished ({before.status}); nothing to cancel")
     run = ctx.cancel(ctx.store, run_id, account)
     assert run is not None
-    return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer)}
+    hook = ctx.store.webhooks_for_runs([run.id]).get(run.id)
+    return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer, hook)}
