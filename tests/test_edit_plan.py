@@ -154,3 +154,23 @@ def test_text_the_template_font_cannot_show_is_set_in_the_fallback_and_emoji_dro
     font, text = font_for("مرحبا שלום 🔥", INTER)
     assert font.name == "DejaVuSans-Bold.ttf" and text == "مرحبا שלום "
     assert font_for("Hey 🔥", INTER) == (INTER, "Hey "), "no glyph anywhere: left out, no missing-glyph box"
+
+
+def test_remote_models_are_asked_for_the_nearest_shape_they_make() -> None:
+    from pipeline.edit.frame_format import nearest_ratio
+    from pipeline.providers.fal_models import aspect_for_frame, video_size_for_frame
+    from pipeline.providers.openai_provider import OPENAI_IMAGE_SIZES
+
+    assert nearest_ratio(1280, 720, ["auto", "16:9", "9:16"]) == "16:9"
+    assert nearest_ratio(864, 1080, ["16:9", "9:16", "1:1"]) == "1:1"  # 4:5 is nearer square than 9:16
+    assert nearest_ratio(864, 1080, OPENAI_IMAGE_SIZES) == "1024x1536"  # 2:3 is nearer 4:5 than square is
+    assert nearest_ratio(1080, 1080, OPENAI_IMAGE_SIZES) == "1024x1024"
+    assert nearest_ratio(720, 1280, OPENAI_IMAGE_SIZES) == "1024x1536"
+    assert nearest_ratio(100, 100, ["auto"]) is None
+    # 9:16 keeps the configured aspect; another format gets what the model takes nearest to it
+    assert aspect_for_frame("fal-ai/nano-banana-2", 1080, 1920, "9:16") == "9:16"
+    assert aspect_for_frame("fal-ai/nano-banana-2", 864, 1080, "9:16") == "4:5"
+    assert aspect_for_frame("fal-ai/veo3.1/fast/image-to-video", 1080, 1080, "9:16") in ("16:9", "9:16")
+    assert aspect_for_frame("fal-ai/veo3.1/fast/image-to-video", 1920, 1080, "9:16") == "16:9"
+    assert video_size_for_frame(1920, 1080, "9:16") == "landscape_16_9"
+    assert video_size_for_frame(1080, 1080, "9:16") == "square_hd"

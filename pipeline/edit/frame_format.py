@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -30,6 +33,27 @@ SAFE_ZONES: dict[str, SafeZone] = {
     "1:1": SafeZone(top=0.06, bottom=0.12, left=0.05, right=0.10),
     "16:9": SafeZone(top=0.08, bottom=0.16, left=0.04, right=0.08),
 }
+
+
+def nearest_ratio(width: int, height: int, options: Iterable[str]) -> str | None:
+    """The option ("16:9" or "1536x1024") whose shape is nearest the frame's (by the log of the ratio, so 4:5 is
+    as near 1:1 as 5:4 is); None when there is none."""
+    def shape(option: str) -> float | None:
+        parts = re.split(r"[:x]", option)
+        try:
+            a, b = float(parts[0]), float(parts[1])
+        except (ValueError, IndexError):
+            return None  # "auto" and the like
+        return math.log(a / b) if a > 0 and b > 0 else None
+
+    frame = math.log(width / height)
+    shaped = [(abs(s - frame), o) for o in options if (s := shape(o)) is not None]
+    return min(shaped)[1] if shaped else None
+
+
+def is_default_frame(width: int, height: int) -> bool:
+    """A 9:16 frame: remote models get the configured aspect (REMOTE_ASPECT_RATIO, OPENAI_IMAGE_SIZE) as set."""
+    return abs(width / height - 9 / 16) < 0.01
 
 
 def _even(value: float) -> int:
