@@ -45,13 +45,9 @@ def resolve_image(spec: str, fetcher: Fetcher, uploads_dir: Path) -> Path:
 
 def choose_face_guide(artist: Artist, images: list[str], fetcher: Fetcher, uploads_dir: Path,
                       *, needs_face: bool = True) -> Path | None:
-    """The first of `images` with a face, else the artist's face-guide.png. A template that needs no face (the
-    record store, whose sleeve shows the artist's photo when there is one) gets the first image or the face guide
-    when there is one, else None."""
+    """The first of `images` with a face, else the artist's face-guide.png; None when the template needs none."""
     if not needs_face:
-        if images:
-            return resolve_image(images[0], fetcher, uploads_dir)
-        return artist.face_guide if artist.face_guide.is_file() else None
+        return None
     checked: list[Path] = []
     for spec in images:
         path = resolve_image(spec, fetcher, uploads_dir)
@@ -67,6 +63,14 @@ def choose_face_guide(artist: Artist, images: list[str], fetcher: Fetcher, uploa
         return checked[0]
     raise BadInput("The artist has no face guide: add context/images/face-guide.png or pass `images`",
                    field=["images"])
+
+
+def sleeve_photo(artist: Artist, images: list[str], fetcher: Fetcher, uploads_dir: Path) -> Path | None:
+    """The picture the local record store puts on the album's sleeve: the first of `images`, else the artist's
+    face guide; None when there is neither (the sleeve gets cover art)."""
+    if images:
+        return resolve_image(images[0], fetcher, uploads_dir)
+    return artist.face_guide if artist.face_guide.is_file() else None
 
 
 MAX_IMAGES = 3  # stills one edit cuts between (each is styled, so each costs an image step)

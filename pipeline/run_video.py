@@ -21,7 +21,7 @@ from pipeline.artists import read_context
 from pipeline.camera import camera_path
 from pipeline.caption_ass import caption_style_from_template
 from pipeline.choose_clip import choose_clip
-from pipeline.choose_face_guide import choose_face_guide, more_images
+from pipeline.choose_face_guide import choose_face_guide, more_images, sleeve_photo
 from pipeline.edit.draw_text import TextLook
 from pipeline.edit.frame_format import ASPECT_RATIOS, frame_size
 from pipeline.edit.plan_edit import EditInputs, EditPlan, plan_edit
@@ -45,6 +45,7 @@ from pipeline.providers.local import LocalImageMaker
 from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
+from pipeline.providers.step_hooks import StepHooks, lend
 from pipeline.render import RenderJob, RenderResult, encoding_from_settings, render
 from pipeline.settings import FONTS_DIR, Settings
 from pipeline.songs import choose_song
@@ -93,7 +94,8 @@ class _Progress:
 
         within(0.0)
         try:
-            yield within
+            with lend(StepHooks(progress=within, cancelled=self.should_cancel)):  # for providers that report
+                yield within
         except StudioError as exc:
             exc.stage = exc.stage or name
             raise
@@ -191,13 +193,17 @@ def _choose_clip(plan: RunPlan, settings: Settings, template: Template, provider
 
 def _make_image(plan: RunPlan, settings: Settings, template: Template, providers: Providers, fetcher: Fetcher,
                 rng: random.Random, chosen: _Chosen, work: Path, width: int, height: int) -> None:
-    chosen.face_guide = choose_face_guide(plan.artist, plan.images, fetcher, settings.data_dir / "uploads",
+    uploads = settings.data_dir / "uploads"
+    chosen.face_guide = choose_face_guide(plan.artist, plan.images, fetcher, uploads,
                                           needs_face=template.image.uses_face_guide)
+    if not template.image.uses_face_guide and isinstance(providers.image, LocalImageMaker):
+        # the local record store shows the artist on the album's sleeve; a model makes that scene with no one in it
+        chosen.face_guide = sleeve_photo(plan.artist, plan.images, fetcher, uploads)
     size = {"width": _even(width * SOURCE_SCALE), "height": _even(height * SOURCE_SCALE)}
     chosen.image = providers.image.make(chosen.face_guide, template, **size, rng=rng, out_path=work / "image.jpg")
     if template.image.uses_face_guide and isinstance(providers.image, LocalImageMaker):
         # more pictures of the artist to cut between (locally only: with a model each would be a paid call)
-        extras = more_images(plan.artist, plan.images, chosen.face_guide, fetcher, settings.data_dir / "uploads")
+        extras = more_images(plan.artist, plan.images, chosen.face_guide, fetcher, uploads)
         chosen.more_images = [providers.image.make(path, template, **size, rng=rng, out_path=work / f"image-{n}.jpg")
                               for n, path in enumerate(extras, start=1)]
 
