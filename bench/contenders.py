@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pipeline.run_video as run_video_module
 from pipeline.artists import find_artist
+from pipeline.camera import CameraPath
+from pipeline.caption_ass import ass_timestamp, build_ass, caption_style_from_template
 from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.models import RunPlan
 from pipeline.render import TRUE_PEAK_DB, RenderJob, loudness_gain
 from pipeline.run_video import RunOutput, run_video
 from pipeline.settings import FONTS_DIR, PROJECT_ROOT, Settings
+from pipeline.templates import load_template
 
 DEMO_ARTIST = "1873859c-dd37-4e9a-9bac-80d3558527a9"
 TEMPLATE = "artist-caption-stage"
@@ -101,18 +104,57 @@ def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = Fals
     with _recording_render(folder) as jobs:
         seconds, out = run_ours(settings, seed=seed, upscale=upscale)
     job = jobs[0]
+    if job.ass_path is None and (out.output.get("captionText") or out.output["edit"]["lyrics"]):
+        # our run lays its text from pictures drawn once; the bare command gets the same text as libass events
+        write_bare_ass(folder / "caption.ass", out.output, job)
     fonts = folder / "fonts"
     if not fonts.exists():
         fonts.symlink_to(job.fonts_dir, target_is_directory=True)
     shutil.rmtree(out.video_path.parent, ignore_errors=True)
+    zoom, x, y = job.motion.zoom_expr, job.motion.x_expr, job.motion.y_expr
+    if job.camera is not None:  # the edit's shots: the bare command follows the same cuts
+        zoom, x, y = camera_expressions(job.camera, out.output["edit"]["segments"], job.fps)
     return Prepared(
-        folder=folder, still=folder / "still.jpg", ass=folder / "caption.ass" if job.ass_path else None,
+        folder=folder, still=folder / "still.jpg", ass=folder / "caption.ass" if (folder / "caption.ass").is_file()
+        else None,
         caption=out.output.get("captionText") or "", song=job.audio_path, start=job.clip_start,
-        duration=job.clip_duration, zoom=job.motion.zoom_expr, x=job.motion.x_expr, y=job.motion.y_expr,
+        duration=job.clip_duration, zoom=zoom, x=x, y=y,
         width=job.width, height=job.height, fps=job.fps, preset=job.x264_preset, crf=job.crf,
         x264_params=job.x264_params, audio_bitrate=job.audio_bitrate, lufs=job.loudness_lufs,
         gain_db=loudness_gain(job), fade_in=job.fade_in, fade_out=job.fade_out,
     ), seconds
+
+
+def camera_expressions(path: CameraPath, segments: list[dict], fps: int) -> tuple[str, str, str]:
+    """The edit's camera as ffmpeg expressions of t: per shot its window (the zoom's slow push a line), each
+    switched on for the shot's frames."""
+    zoom, x, y = [], [], []
+    last = len(path.zoom) - 1
+    for n, seg in enumerate(segments):
+        k0, k1 = round(seg["start"] * fps), min(last, max(round(seg["start"] * fps) + 1, round(seg["end"] * fps) - 1))
+        a = k0 / fps
+        window = f"gte(t,{a:.4f})" + (f"*lt(t,{round(seg['end'] * fps) / fps:.4f})" if n < len(segments) - 1 else "")
+        slope = (path.zoom[k1] - path.zoom[k0]) / max(1e-6, (k1 - k0) / fps)
+        zoom.append(f"{window}*({path.zoom[k0]:.5f}+{slope:.6f}*(t-{a:.4f}))")
+        x.append(f"{window}*{path.cx[k0]:.5f}")
+        y.append(f"{window}*{path.cy[k0]:.5f}")
+    return "+".join(zoom), "+".join(x), "+".join(y)
+
+
+def write_bare_ass(path: Path, output: dict, job: RenderJob) -> None:
+    """The run's caption and its lyrics (karaoke `\\kf` per word, at the lyric box) as one ASS script."""
+    template = load_template(TEMPLATE)
+    style = caption_style_from_template(template, FONTS_DIR)
+    script = build_ass(output.get("captionText") or "", style, width=job.width, height=job.height,
+                       duration=job.clip_duration)
+    boxes = [b for b in output["edit"]["textBoxes"] if b["kind"] == "lyrics"]
+    events = []
+    for line, box in zip(output["edit"]["lyrics"], boxes, strict=False):
+        x, y = box["x"] + box["w"] // 2, box["y"] + box["h"] // 2
+        words = "".join(f"{{\\kf{max(1, round((w['end'] - w['start']) * 100))}}}{w['text']} " for w in line["words"])
+        start, end = ass_timestamp(line["start"]), ass_timestamp(line["end"])
+        events.append(f"Dialogue: 0,{start},{end},Caption,,0,0,0,,{{\\an5\\pos({x},{y})}}{words.strip()}")
+    path.write_text(script + "\n".join(events) + "\n", encoding="utf-8")
 
 
 # --- the bare ffmpeg command ------------------------------------------------------------------------------------

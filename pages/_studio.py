@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pipeline.artists import Missing, check_readiness, list_artists, list_songs
 from pipeline.errors import BadInput, StudioError
 from pipeline.estimate import estimate_request
-from pipeline.models import Artist, Song
+from pipeline.models import CAPTION_LENGTHS, Artist, Song
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
 from taskqueue.storage import LocalStorage, Storage, make_storage
@@ -25,7 +25,6 @@ from taskqueue.store import COMPLETED, Run, RunStore
 if TYPE_CHECKING:
     from taskqueue.trigger import EnqueueMany
 
-CAPTION_LENGTHS = ("none", "short", "medium", "long")
 MAX_BATCH = 30
 MAX_URL_LENGTH = 2048
 FALLBACK_SECONDS_PER_VIDEO = 30.0  # when neither past runs nor the provider model can say
@@ -91,6 +90,8 @@ class CreateChoices:
     artist_account_id: str
     template: str | None = None
     caption_length: str = "none"
+    lyrics: str | None = None  # None: the template's default
+    aspect_ratio: str = "9:16"
     lipsync: bool = False
     upscale: bool = False
     batch: int = 1
@@ -169,6 +170,8 @@ def build_request(choices: CreateChoices) -> CreateContentRequest:
         "template": choices.template,
         "lipsync": choices.lipsync,
         "caption_length": choices.caption_length,
+        "lyrics": choices.lyrics,
+        "aspect_ratio": choices.aspect_ratio,
         "upscale": choices.upscale,
         "batch": choices.batch,
         "songs": [*choices.song_slugs, *choices.song_urls] or None,
@@ -199,6 +202,8 @@ def choices_from_run(run: Run) -> CreateChoices:
         artist_account_id=run.artist_account_id,
         template=req.get("template"),
         caption_length=req.get("caption_length") or "none",
+        lyrics=req.get("lyrics"),
+        aspect_ratio=req.get("aspect_ratio") or "9:16",
         lipsync=bool(req.get("lipsync")),
         upscale=bool(req.get("upscale")),
         batch=1,

@@ -22,10 +22,13 @@ from pages._studio import (
 )
 from pages._uploads import IMAGE_UPLOAD_TYPES, MAX_IMAGE_MB, Upload, check_image, save_upload_image
 from pipeline.artists import check_readiness
+from pipeline.edit.frame_format import ASPECT_RATIOS
 from pipeline.errors import BadInput
+from pipeline.models import LYRICS_MODES
 from pipeline.repository import mask_url
 from pipeline.templates import list_templates, malleable_template
 
+LYRICS_LABELS = {"none": "None", "line": "Line", "word": "Word by word"}
 CAPTION_HELP = {
     "none": "No caption: the video carries only the song.",
     "short": "Up to 10 words, 1–2 punchy lines.",
@@ -126,6 +129,16 @@ with form_col:
         ) or "none"
         st.caption(CAPTION_HELP[caption_length])
         caption_slot = st.empty()
+        lyrics = st.segmented_control(
+            "Lyrics on screen", list(LYRICS_MODES), default=template.edit.lyrics, required=True,
+            key=f"create_lyrics_{template.id}", format_func=lambda m: LYRICS_LABELS[m],
+            help="The sung line in time with the song, or each word lit as it is sung. The default is the "
+                 "template's.",
+        ) or template.edit.lyrics
+        aspect_ratio = st.segmented_control(
+            "Format", list(ASPECT_RATIOS), default="9:16", required=True, key="create_aspect",
+            help="9:16 for Reels/TikTok/Shorts, 4:5 and 1:1 for feeds, 16:9 for YouTube.",
+        ) or "9:16"
 
         lipsync_extra, upscale_extra = option_costs(settings)
         chosen = services(settings)
@@ -175,7 +188,8 @@ with form_col:
 
 choices = CreateChoices(
     artist_account_id=artist.account_id, template=template_id or None, caption_length=caption_length,
-    lipsync=lipsync, upscale=upscale, batch=batch, song_slugs=list(song_slugs), song_urls=song_urls,
+    lyrics=lyrics, aspect_ratio=aspect_ratio, lipsync=lipsync, upscale=upscale, batch=batch,
+    song_slugs=list(song_slugs), song_urls=song_urls,
     image_urls=image_urls, image_paths=["(upload)"] * len(good_uploads),
 )
 problems = form_problems(choices, artist, list(slugs))
@@ -210,7 +224,8 @@ with side_col, st.container(border=True, key="create_summary"):
     plan = estimate(studio, lipsync=lipsync, upscale=upscale, batch=batch)
     videos = f"{batch} video{'s' if batch > 1 else ''}"
     st.markdown(f"**{videos}** of **{artist.name}**  \n{ui.template_label(template_id or None)} · "
-                f"{caption_length} caption" + (" · lip-sync" if lipsync else "") + (" · 2×" if upscale else ""))
+                f"{caption_length} caption · {aspect_ratio}" + (f" · lyrics: {lyrics}" if lyrics != "none" else "")
+                + (" · lip-sync" if lipsync else "") + (" · 2×" if upscale else ""))
     m1, m2 = st.columns(2)
     m1.metric("Per video", ui.format_estimate(plan.per_video_seconds))
     m2.metric("All done in", ui.format_estimate(plan.total_seconds))

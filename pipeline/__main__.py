@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from pipeline.artists import find_artist, sync_repository
+from pipeline.edit.frame_format import ASPECT_RATIOS
 from pipeline.errors import StudioError
-from pipeline.models import RunPlan
+from pipeline.models import CAPTION_LENGTHS, LYRICS_MODES, RunPlan
 from pipeline.run_video import run_video
 from pipeline.settings import get_settings
 from pipeline.templates import load_template
@@ -25,7 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render one video and print the result as JSON")
     render.add_argument("--artist", required=True, help="artist account id or slug")
     render.add_argument("--template", default=None, help="template id (omit for malleable mode)")
-    render.add_argument("--caption-length", default="none", choices=["none", "short", "medium", "long"])
+    render.add_argument("--caption-length", default="none", choices=list(CAPTION_LENGTHS))
+    render.add_argument("--lyrics", default=None, choices=list(LYRICS_MODES),
+                        help="lyrics on screen (default: the template's)")
+    render.add_argument("--aspect-ratio", default="9:16", choices=list(ASPECT_RATIOS))
     render.add_argument("--lipsync", action="store_true")
     render.add_argument("--upscale", action="store_true")
     render.add_argument("--song", action="append", default=[], help="song slug or URL (repeatable)")
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             lipsync=args.lipsync, upscale=args.upscale, songs=args.song, images=args.image,
             seed=args.seed if args.seed is not None else secrets.randbelow(2**31),
             out_dir=(args.out.resolve() if args.out else settings.runs_dir / run_id),
+            lyrics=args.lyrics, aspect_ratio=args.aspect_ratio,
         )
 
         def progress(step: str, percent: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -72,6 +72,7 @@ class CameraPath:
     zoom: np.ndarray
     cx: np.ndarray
     cy: np.ndarray
+    still: np.ndarray | None = None  # per frame, which still (several: the edit cuts between them); None: the first
 
 
 def camera_path(motion: MotionPlan, frames: int, fps: int) -> CameraPath:
@@ -100,9 +101,12 @@ def _even(value: float) -> int:
     return max(2, int(round(value / 2)) * 2)
 
 
-def working_size(still_w: int, still_h: int, width: int, height: int) -> tuple[int, int]:
-    """OVERSAMPLE x the output, or the still's own size when it is smaller (never upscaled here)."""
-    sw, sh = _even(width * OVERSAMPLE), _even(height * OVERSAMPLE)
+def working_size(still_w: int, still_h: int, width: int, height: int,
+                 max_zoom: float = OVERSAMPLE) -> tuple[int, int]:
+    """The output times the path's largest zoom (at least OVERSAMPLE), or the still's own size when it is
+    smaller (never upscaled here): a close framing samples a small window, which needs the pixels."""
+    factor = max(OVERSAMPLE, max_zoom)
+    sw, sh = _even(width * factor), _even(height * factor)
     if still_w <= sw * 1.02:
         return _even(still_w), _even(still_h)
     return sw, sh
@@ -140,29 +144,41 @@ def _window_matrix(zoom: float, cx: float, cy: float, src_w: int, src_h: int, ou
     return np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])
 
 
-def draw_frames(still: StillPlanes, path: CameraPath, width: int, height: int) -> Iterator[memoryview]:
-    """Each frame of the move as one yuv420p buffer. The buffer is reused: consume it before the next."""
+FramePainter = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]  # (frame number, Y, U, V), in place
+
+
+def draw_frames(stills: StillPlanes | Sequence[StillPlanes], path: CameraPath, width: int, height: int,
+                paint: FramePainter | None = None) -> Iterator[memoryview]:
+    """Each frame of the move as one yuv420p buffer (from the still the path says), `paint` laying text on it.
+    The buffer is reused: consume it before the next."""
+    stills = (stills,) if isinstance(stills, StillPlanes) else tuple(stills)
+    which = path.still if path.still is not None else np.zeros(len(path.zoom), dtype=np.int32)
     frame = np.empty(width * height * 3 // 2, dtype=np.uint8)
     luma = width * height
     out_y = frame[:luma].reshape(height, width)
     out_u = frame[luma: luma * 5 // 4].reshape(height // 2, width // 2)
     out_v = frame[luma * 5 // 4:].reshape(height // 2, width // 2)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    sh, sw = still.y.shape
-    for zoom, cx, cy in zip(path.zoom, path.cx, path.cy, strict=True):
+    for index, (zoom, cx, cy) in enumerate(zip(path.zoom, path.cx, path.cy, strict=True)):
+        still = stills[int(which[index])]
+        sh, sw = still.y.shape
         cv2.warpAffine(still.y, _window_matrix(zoom, cx, cy, sw, sh, width, height), (width, height), dst=out_y,
                        flags=flags, borderMode=cv2.BORDER_REPLICATE)
         chroma = _window_matrix(zoom, cx, cy, sw // 2, sh // 2, width // 2, height // 2)
         for src, dst in ((still.u, out_u), (still.v, out_v)):
             cv2.warpAffine(src, chroma, (width // 2, height // 2), dst=dst, flags=flags,
                            borderMode=cv2.BORDER_REPLICATE)
+        if paint is not None:
+            paint(index, out_y, out_u, out_v)
         yield memoryview(frame)
 
 
-def write_frames(stream: BinaryIO, still: StillPlanes, path: CameraPath, width: int, height: int, *,
-                 keep: int | None = None, on_kept: Callable[[np.ndarray], None] | None = None) -> None:
+def write_frames(stream: BinaryIO, still: StillPlanes | Sequence[StillPlanes], path: CameraPath, width: int,
+                 height: int, *,
+                 keep: int | None = None, on_kept: Callable[[np.ndarray], None] | None = None,
+                 paint: FramePainter | None = None) -> None:
     """Every frame into `stream`; frame number `keep` is also handed (as RGB) to `on_kept`."""
-    for index, frame in enumerate(draw_frames(still, path, width, height)):
+    for index, frame in enumerate(draw_frames(still, path, width, height, paint)):
         stream.write(frame)
         if index == keep and on_kept is not None:
             on_kept(yuv420_to_rgb(np.frombuffer(frame, dtype=np.uint8), width, height))

@@ -250,7 +250,7 @@ def _ass_colour(hex_colour: str, alpha: int = 0) -> str:
     return f"&H{alpha:02X}{b}{g}{r}".upper()
 
 
-def _timestamp(seconds: float) -> str:
+def ass_timestamp(seconds: float) -> str:
     cs = max(0, round(seconds * 100))
     return f"{cs // 360000}:{cs // 6000 % 60:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}"
 
@@ -312,6 +312,6 @@ Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
 """
     if not body:
         return header
-    event = (f"Dialogue: 0,{_timestamp(0)},{_timestamp(duration)},Caption,,0,0,0,,"
+    event = (f"Dialogue: 0,{ass_timestamp(0)},{ass_timestamp(duration)},Caption,,0,0,0,,"
              f"{{{position}\\fad({fade_ms},{fade_ms})\\blur0.6}}{body}\n")
     return header + event

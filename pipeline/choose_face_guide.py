@@ -63,3 +63,40 @@ def choose_face_guide(artist: Artist, images: list[str], fetcher: Fetcher, uploa
         return checked[0]
     raise BadInput("The artist has no face guide: add context/images/face-guide.png or pass `images`",
                    field=["images"])
+
+
+def sleeve_photo(artist: Artist, images: list[str], fetcher: Fetcher, uploads_dir: Path) -> Path | None:
+    """The picture the local record store puts on the album's sleeve: the first of `images`, else the artist's
+    face guide; None when there is neither (the sleeve gets cover art)."""
+    if images:
+        return resolve_image(images[0], fetcher, uploads_dir)
+    return artist.face_guide if artist.face_guide.is_file() else None
+
+
+MAX_IMAGES = 3  # stills one edit cuts between (each is styled, so each costs an image step)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def more_images(artist: Artist, images: list[str], chosen: Path | None, fetcher: Fetcher, uploads_dir: Path,
+                limit: int = MAX_IMAGES - 1) -> list[Path]:
+    """Other pictures of the artist for the edit to cut between: the request's other `images` with a face, else
+    the artist's context/images/* besides the face guide; at most `limit`."""
+    if images:
+        candidates = [resolve_image(spec, fetcher, uploads_dir) for spec in images[: limit + 1]]
+    else:
+        folder = artist.root / "context" / "images"
+        candidates = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                            and p.name != artist.face_guide.name) if folder.is_dir() else []
+    found: list[Path] = []
+    for path in candidates:
+        if chosen is not None and path.resolve() == chosen.resolve():
+            continue
+        try:
+            has_face = detect_face(path) is not None
+        except BadInput:  # an unreadable extra picture is skipped, the run goes on with the face guide
+            continue
+        if has_face:
+            found.append(path)
+        if len(found) >= limit:
+            break
+    return found

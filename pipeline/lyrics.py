@@ -1,7 +1,7 @@
 """Time-synced lyrics: parse `.lrc` files into lines with words, or ask a transcriber when there is none.
 
-Words get times spread over their line by length (an `.lrc` only times lines), unless the file has enhanced
-`<mm:ss.xx>` word tags, which are used as given.
+Words get times spread over their line by syllables (an `.lrc` only times lines), unless the file has
+enhanced `<mm:ss.xx>` word tags, which are used as given.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pipeline.providers.base import Transcriber
 
 LAST_LINE_SECONDS = 6.0  # the last line has no successor to end it
 MAX_LINE_SECONDS = 10.0  # a line before a long instrumental gap is not sung through the whole gap
+SYLLABLE_SECONDS = 0.42  # a plain LRC line's words are sung at most this slowly (pop sits near 0.2-0.35)
+BREATH_SECONDS = 0.25  # the words of a plain LRC line end this long before the next line
 MAX_LRC_BYTES = 256 * 1024  # read of an .lrc (the UI's upload cap): lyrics are never bigger
 
 _TIME_TAG = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
@@ -28,18 +30,37 @@ def _seconds(minutes: str, seconds: str) -> float:
     return int(minutes) * 60 + float(seconds.replace(":", "."))
 
 
-def _spread_words(text: str, start: float, end: float) -> tuple[Word, ...]:
-    """Words laid end to end over the line, each as long as its share of the line's characters."""
+def syllables(word: str) -> int:
+    """Sung syllables in a word, by its vowel groups (a silent final e dropped); scripts without Latin vowels
+    count a syllable per two letters."""
+    letters = "".join(ch for ch in word.lower() if ch.isalpha())
+    if not letters:
+        return 1
+    if not re.search(r"[a-zà-ÿ]", letters):
+        return max(1, len(letters) // 2)
+    groups = len(re.findall(r"[aeiouyà-ÿ]+", letters))
+    if letters.endswith("e") and not letters.endswith(("le", "ee")) and groups > 1:
+        groups -= 1
+    return max(1, groups)
+
+
+def _spread_words(text: str, start: float, end: float, *, paced: bool = True) -> tuple[Word, ...]:
+    """Words laid end to end from the line's start, each as long as its share of the line's syllables, sung at
+    most SYLLABLE_SECONDS a syllable and ending a breath before the next line (a plain LRC times only lines)."""
     tokens = text.split()
     if not tokens or end <= start:
         return ()
-    total = sum(len(t) for t in tokens)
+    counts = [syllables(t) for t in tokens]
+    total = sum(counts)
+    span = end - start
+    if paced:  # unpaced: the words between two enhanced-LRC tags, which fill the time between the tags
+        sung_end = min(end - min(BREATH_SECONDS, span * 0.1), start + total * SYLLABLE_SECONDS)
+        span = sung_end - start
     words: list[Word] = []
     used = 0
-    span = end - start
-    for token in tokens:
+    for token, count in zip(tokens, counts, strict=True):
         w_start = start + span * used / total
-        used += len(token)
+        used += count
         words.append(Word(start=round(w_start, 3), end=round(start + span * used / total, 3), text=token))
     return tuple(words)
 
@@ -59,7 +80,7 @@ def _tagged_words(body: str, start: float, end: float, offset: float) -> tuple[s
     words: list[Word] = []
     for n, (w_start, w_text) in enumerate(timed):
         w_end = max(timed[n + 1][0] if n + 1 < len(timed) else end, w_start)
-        spread = _spread_words(w_text, w_start, w_end)
+        spread = _spread_words(w_text, w_start, w_end, paced=False)
         words.extend(spread or (Word(start=round(w_start, 3), end=round(w_start, 3), text=t) for t in w_text.split()))
     text = " ".join(t for _, t in timed)
     return text, tuple(words)
@@ -108,18 +129,32 @@ def parse_lrc(text: str) -> list[LyricLine]:
 
 
 def load_lyrics(song: Song, transcriber: Transcriber | None = None) -> list[LyricLine]:
-    """The song's timed lyrics: its `.lrc` when it has one, else a transcription when a transcriber is given.
+    """The song's timed lyrics: its `.lrc` when it has one, else a transcription when a transcriber is given."""
+    return load_timed_lyrics(song, transcriber)[0]
 
-    An `.lrc` without any time tags (plain lyrics) tells nothing about timing, so it counts as absent.
+
+def load_timed_lyrics(song: Song, transcriber: Transcriber | None = None, *,
+                      words_wanted: bool = False) -> tuple[list[LyricLine], str]:
+    """The lyrics and where their timing comes from: "lrc word tags", "lrc lines (words by syllables)",
+    "transcription" or "none".
+
+    An `.lrc` with enhanced word tags is used as written (the artist's own times). One that times only lines
+    gives way to a transcriber's word times when words are wanted (the karaoke) and a transcriber is set. An
+    `.lrc` without any time tags (plain lyrics) tells nothing about timing, so it counts as absent.
     """
+    lines: list[LyricLine] = []
+    tagged = False
     if song.lrc_path is not None and song.lrc_path.is_file():
         with open(song.lrc_path, "rb") as f:  # at most the cap: an endless or huge file must not fill memory
-            lines = parse_lrc(f.read(MAX_LRC_BYTES).decode("utf-8-sig", errors="replace"))
-        if lines:
-            return lines
+            text = f.read(MAX_LRC_BYTES).decode("utf-8-sig", errors="replace")
+        lines, tagged = parse_lrc(text), bool(_WORD_TAG.search(text))
+    if lines and (tagged or not words_wanted or transcriber is None):
+        return lines, "lrc word tags" if tagged else "lrc lines (words by syllables)"
     if transcriber is not None:
-        return sorted(transcriber.transcribe(Path(song.path)), key=lambda line: line.start)
-    return []
+        heard = sorted(transcriber.transcribe(Path(song.path)), key=lambda line: line.start)
+        if heard:
+            return heard, "transcription"
+    return lines, ("lrc lines (words by syllables)" if lines else "none")
 
 
 def _clip_words(words: Iterable[Word], start: float, end: float) -> tuple[Word, ...]:

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from pipeline.detect_face import detect_face, load_upright
 from pipeline.errors import BadInput
 from pipeline.models import FaceBox, StyledImage
+from pipeline.record_store import SLEEVE_SHARE, record_store_flat_lay
 from pipeline.scene_light import add_lighting
 from pipeline.templates import GradeSpec, ImageSpec, Template
 
@@ -33,12 +34,14 @@ def make_image(face_guide: Path | None, template: Template, *, width: int, heigh
     if width < 16 or height < 16:
         raise BadInput(f"The image size {width}x{height} is too small")
     spec = template.image
-    if face_guide is None:
-        canvas, face = record_store_scene(width, height, rng, spec), None
+    if not spec.uses_face_guide or face_guide is None:  # the album on the counter, the artist's photo its sleeve
+        photo = load_upright(face_guide, max_side=2 * max(width, height))[0] if face_guide else None
+        art = _album_cover(round(min(width * SLEEVE_SHARE, height * 0.62)), rng)
+        canvas, face = record_store_flat_lay(width, height, rng, spec, photo=photo, art=art)
     else:
         src, _ = load_upright(face_guide, max_side=3 * max(width, height))
         canvas, face = frame_portrait(src, detect_face(src), width, height, spec)
-    canvas = add_lighting(apply_grade(canvas, spec.grade), spec.lighting, rng)
+    canvas = add_lighting(apply_grade(canvas, spec.grade), spec.lighting, rng, face)
     _save_atomically(canvas, out_path)
     return StyledImage(path=out_path, width=width, height=height, face=face, provider="local")
 
@@ -210,94 +213,6 @@ def apply_grade(img: Image.Image, grade: GradeSpec) -> Image.Image:
 
 
 # --- a scene without a face ------------------------------------------------------------------------------------
-
-
-def record_store_scene(width: int, height: int, rng: random.Random, spec: ImageSpec) -> Image.Image:
-    """A record-store still drawn here: warm wall, a shelf of spines, a crate, the album face-out with its vinyl."""
-    ss = 2 if width <= 1200 else 1  # drawn larger and scaled down: smooth edges without per-shape anti-aliasing
-    w, h = width * ss, height * ss
-    wall = _rgb(spec.background_color)
-    img = gradient(w, h, _mix(wall, (255, 214, 160), 0.35), _mix(wall, (0, 0, 0), 0.55))
-    back = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(back)
-    # posters on the wall
-    for _ in range(3):
-        pw = w * rng.uniform(0.16, 0.26)
-        px, py = w * rng.uniform(0.02, 0.8), h * rng.uniform(0.03, 0.1)
-        tone = _mix(rng.choice([(196, 84, 60), (70, 110, 140), (220, 180, 90), (120, 150, 110)]), wall, 0.45)
-        draw.rectangle((px, py, px + pw, py + pw * 1.4), fill=(*tone, 200))
-        draw.ellipse((px + pw * 0.2, py + pw * 0.25, px + pw * 0.8, py + pw * 0.85),
-                     fill=(*_mix(tone, (255, 255, 255), 0.3), 180))
-    # a shelf of vinyl spines
-    shelf_top, shelf_bottom = h * 0.30, h * 0.44
-    draw.rectangle((0, shelf_bottom, w, shelf_bottom + h * 0.018), fill=(92, 58, 34, 255))
-    x = 0.0
-    spine_palette = [(40, 36, 34), (150, 60, 44), (214, 190, 150), (60, 84, 96), (180, 140, 70), (110, 50, 60),
-                     (230, 220, 200), (70, 90, 60)]
-    while x < w:
-        sw_ = w * rng.uniform(0.006, 0.018)
-        top = shelf_top + h * rng.uniform(0, 0.02)
-        colour = _mix(rng.choice(spine_palette), wall, rng.uniform(0.1, 0.35))
-        draw.rectangle((x, top, x + sw_, shelf_bottom), fill=(*colour, 255))
-        x += sw_ + w * 0.0015
-    back = back.filter(ImageFilter.GaussianBlur(radius=w / 260))  # the wall is behind the focus plane
-    img.paste(back, (0, 0), back)
-    # window light: a soft diagonal shaft with dust
-    light = Image.new("L", (w, h), 0)
-    ld = ImageDraw.Draw(light)
-    lx = w * rng.uniform(0.45, 0.75)
-    ld.polygon([(lx, 0), (lx + w * 0.32, 0), (lx - w * 0.25, h), (lx - w * 0.62, h)], fill=60)
-    for _ in range(140):
-        px, py = rng.uniform(0, w), rng.uniform(0, h * 0.75)
-        r = rng.uniform(0.6, 2.2) * w / 1080
-        ld.ellipse((px - r, py - r, px + r, py + r), fill=rng.randint(90, 200))
-    light = light.filter(ImageFilter.GaussianBlur(radius=w / 80))
-    img = Image.composite(Image.new("RGB", (w, h), (255, 226, 180)), img, light)
-    fore = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-    fd = ImageDraw.Draw(fore)
-    # the crate: sleeves standing in it, then its front panel
-    crate_top, crate_front = h * 0.64, h * 0.76
-    for i in range(14):
-        sx = w * (0.06 + i * 0.064) + w * rng.uniform(-0.01, 0.01)
-        colour = _mix(rng.choice(spine_palette), (0, 0, 0), 0.2)
-        fd.rectangle((sx, crate_top - h * rng.uniform(0.0, 0.03), sx + w * 0.2, crate_front), fill=(*colour, 255))
-        fd.line((sx, crate_top, sx, crate_front), fill=(0, 0, 0, 120), width=max(1, w // 400))
-    wood = (128, 82, 46)
-    fd.rectangle((w * 0.02, crate_front, w * 0.98, h), fill=(*wood, 255))
-    for k in range(5):
-        yk = crate_front + (h - crate_front) * k / 5
-        fd.line((w * 0.02, yk, w * 0.98, yk), fill=(*_mix(wood, (0, 0, 0), 0.35), 255), width=max(1, w // 300))
-    fd.rectangle((w * 0.02, crate_front, w * 0.98, crate_front + h * 0.012), fill=(*_mix(wood, (255,) * 3, 0.2), 255))
-    # the hero: the album face-out, its vinyl sliding out behind it
-    cs = w * 0.64
-    cx0, cy0 = w * 0.5 - cs / 2 + w * rng.uniform(-0.04, 0.04), h * 0.45 - cs / 2
-    rx, ry, rr = cx0 + cs * 0.72, cy0 + cs * 0.42, cs * 0.47
-    fd.ellipse((rx - rr, ry - rr, rx + rr, ry + rr), fill=(16, 14, 14, 255))
-    for g in range(1, 14):
-        gr = rr * (0.38 + 0.6 * g / 14)
-        fd.ellipse((rx - gr, ry - gr, rx + gr, ry + gr), outline=(38, 34, 32, 255), width=max(1, w // 700))
-    label = rng.choice([(226, 92, 54), (236, 196, 84), (90, 150, 170), (200, 200, 190)])
-    lr = rr * 0.32
-    fd.ellipse((rx - lr, ry - lr, rx + lr, ry + lr), fill=(*label, 255))
-    fd.ellipse((rx - rr * 0.03, ry - rr * 0.03, rx + rr * 0.03, ry + rr * 0.03), fill=(20, 18, 18, 255))
-    fd.arc((rx - rr * 0.9, ry - rr * 0.9, rx + rr * 0.9, ry + rr * 0.9), 200, 250, fill=(120, 112, 104, 170),
-           width=max(2, w // 160))  # the sheen on the grooves
-    fore.alpha_composite(_album_cover(round(cs), rng), (round(cx0), round(cy0)))
-    # the staff-pick card clipped to the cover
-    card = Image.new("RGBA", (round(cs * 0.36), round(cs * 0.24)), (246, 238, 220, 255))
-    cd = ImageDraw.Draw(card)
-    for k in range(4):
-        yk = card.height * (0.22 + 0.17 * k)
-        cd.line((card.width * 0.1, yk, card.width * rng.uniform(0.55, 0.9), yk), fill=(60, 56, 90, 255),
-                width=max(2, w // 500))
-    card = card.rotate(rng.uniform(-8, 8), expand=True, resample=Image.Resampling.BICUBIC)
-    fore.alpha_composite(card, (round(cx0 + cs * 0.58), round(cy0 + cs * 0.82)))
-    shadow = fore.getchannel("A").point(lambda a: 150 if a else 0).filter(ImageFilter.GaussianBlur(radius=w / 90))
-    img.paste((10, 6, 4), (round(w * 0.012), round(h * 0.008)), shadow)
-    img.paste(fore, (0, 0), fore)
-    if ss > 1:
-        img = img.resize((width, height), Image.Resampling.LANCZOS)
-    return img
 
 
 def _album_cover(size: int, rng: random.Random) -> Image.Image:

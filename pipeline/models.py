@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
+# The request's choices, named once: the API body, both CLIs, the Create page and the steps read them from here.
 CaptionLength = Literal["none", "short", "medium", "long"]
+CAPTION_LENGTHS: tuple[CaptionLength, ...] = get_args(CaptionLength)
+LyricsMode = Literal["none", "line", "word"]
+LYRICS_MODES: tuple[LyricsMode, ...] = get_args(LyricsMode)
 
 
 @dataclass(frozen=True)
@@ -178,3 +182,5 @@ class RunPlan:
     images: list[str] = field(default_factory=list)  # URLs (or local paths from uploads)
     seed: int = 0
     out_dir: Path | None = None
+    lyrics: LyricsMode | None = None  # None: the template's edit.lyrics
+    aspect_ratio: str = "9:16"  # one of pipeline.edit.frame_format.ASPECT_RATIOS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +23,12 @@ from PIL import Image
 
 from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, working_size, write_frames
 from pipeline.caption_layer import CaptionLayer, rasterise_caption, with_caption
+from pipeline.edit.text_track import TextPainter, TextTrack, write_track
 from pipeline.encoder import Encoder, choose_encoder, why_not, x264
 from pipeline.errors import BadInput, RenderError
 from pipeline.ffmpeg import input_args, measure_loudness, probe, run_ffmpeg
 from pipeline.models import MotionPlan, StyledImage
-from pipeline.settings import EncoderChoice
+from pipeline.settings import EncoderChoice, Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class RenderJob:
     ffmpeg: str | None = None
     video_source: Path | None = None  # a provider's clip used instead of the still (trimmed to fit)
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
+    camera: CameraPath | None = None  # the edit's camera per frame (cuts, framings); None: the motion plan's
+    extra_images: tuple[StyledImage, ...] = ()  # more stills the edit's camera cuts to (camera.still says when)
+    text_tracks: tuple[TextTrack, ...] = ()  # caption pages and lyric states, each laid over by one overlay
 
     @property
     def audio_from_video(self) -> Path | None:
@@ -80,6 +85,7 @@ class RenderInputs:
     target loudness."""
 
     caption: CaptionLayer | None = None
+    track_lists: tuple[Path, ...] = ()  # the ffconcat list of each of job.text_tracks, in the same order
     gain_db: float = 0.0
     encoder: Encoder | None = None  # None: the job's x264 settings
 
@@ -90,6 +96,14 @@ class RenderResult:
     poster_path: Path
     seconds: float
     encoder: str = "libx264"  # the one that made the video (after a hardware encoder's fallback)
+
+
+def encoding_from_settings(settings: Settings) -> dict:
+    """The RenderJob fields that say how to encode, from the settings (one place, not copied field by field)."""
+    return {"fps": settings.fps, "x264_preset": settings.x264_preset, "crf": settings.x264_crf,
+            "x264_params": settings.x264_params, "video_encoder": settings.video_encoder,
+            "audio_bitrate": settings.audio_bitrate, "loudness_lufs": settings.loudness_lufs,
+            "ffmpeg": settings.ffmpeg_binary}
 
 
 # --- the command -----------------------------------------------------------------------------------------------
@@ -145,6 +159,10 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
                       f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
+    first_input = (1 if from_video else 2) + (inputs.caption is not None)
+    text_args, text_layers, video = _text_overlays(job, inputs.track_lists, first_input, video, duration)
+    args += text_args
+    graph += text_layers
     graph.append(video + encoder.upload + "[v]")
 
     fade_in = min(job.fade_in, duration / 3)
@@ -170,6 +188,29 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     return args
 
 
+def _text_overlays(job: RenderJob, lists: tuple[Path, ...], first_input: int, video: str,
+                   duration: float) -> tuple[list[str], list[str], str]:
+    """Over a provider's clip, each text track as a concat input laid on by one overlay: (inputs, the layers'
+    graph parts, the video chain with the overlays). Over the camera the text is painted in (render())."""
+    overlaid = job.text_tracks if job.video_source is not None else ()
+    args: list[str] = []
+    layers: list[str] = []
+    for n, (track, listing) in enumerate(zip(overlaid, lists, strict=True)):
+        # Each state is converted once, then repeated to the frame rate (cheap: the same picture again).
+        args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
+        layer = (f"[{first_input + n}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
+                 f"fps={job.fps}:round=near")
+        if track.fade > 0:
+            first = next((s.start for s in track.states if s.ink is not None), 0.0)
+            last = max((s.end for s in track.states if s.ink is not None), default=duration)
+            layer += (f",fade=t=in:st={first:.3f}:d={track.fade:.3f}:alpha=1"
+                      f",fade=t=out:st={max(0.0, last - track.fade):.3f}:d={track.fade:.3f}:alpha=1")
+        layers.append(layer + f"[text{n}]")
+        video += (f"[under{n}];[under{n}][text{n}]overlay=x={track.box.x}:y={track.box.y}:eof_action=repeat"
+                  ":format=yuv420")
+    return args, layers, video
+
+
 def loudness_gain(job: RenderJob) -> float:
     """dB that bring the clip to job.loudness_lufs (0 for silence)."""
     source = job.audio_from_video or job.audio_path
@@ -185,9 +226,9 @@ def loudness_gain(job: RenderJob) -> float:
 
 @dataclass(frozen=True)
 class Camera:
-    """The still, read and sized once, and its path: what the feed draws."""
+    """The stills, read and sized once, and the path over them: what the feed draws."""
 
-    still: StillPlanes
+    stills: tuple[StillPlanes, ...]
     path: CameraPath
 
 
@@ -196,9 +237,12 @@ def prepare_camera(job: RenderJob) -> Camera | None:
     starts, so a bad still or plan fails fast."""
     if job.video_source is not None:
         return None
-    still = load_still(job.image.path, working_size(job.image.width, job.image.height, job.width, job.height),
-                       job.ffmpeg)
-    return Camera(still=still, path=camera_path(job.motion, frame_count(job), job.fps))
+    path = job.camera if job.camera is not None else camera_path(job.motion, frame_count(job), job.fps)
+    stills = []
+    for image in (job.image, *job.extra_images):
+        size = working_size(image.width, image.height, job.width, job.height, float(path.zoom.max()))
+        stills.append(load_still(image.path, size, job.ffmpeg))
+    return Camera(stills=tuple(stills), path=path)
 
 
 def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
@@ -206,11 +250,12 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
     """Writes the camera's frames into ffmpeg and, on the way, the poster: the frame POSTER_AT into the clip
     with the caption laid on, saved while ffmpeg encodes (cutting it from the finished file was a second
     ffmpeg run after the encode)."""
-    def save_poster(rgb: np.ndarray) -> None:
+    def save_poster(rgb: np.ndarray) -> None:  # the text tracks are on the frame already (painted in)
         Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
 
-    return lambda stream: write_frames(stream, camera.still, camera.path, job.width, job.height,
-                                       keep=poster_frame(job), on_kept=save_poster)
+    paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks else None
+    return lambda stream: write_frames(stream, camera.stills, camera.path, job.width, job.height,
+                                       keep=poster_frame(job), on_kept=save_poster, paint=paint)
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
@@ -238,6 +283,7 @@ def frame_count(job: RenderJob) -> int:
 
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
     """Render job.out_path (and its poster); both appear only when complete, nothing is left on failure."""
+    # one function over 60 lines: the temp files, the hardware encoder's fallback and the cleanup share one try
     job.out_path.parent.mkdir(parents=True, exist_ok=True)
     if job.audio_from_video and not probe(job.audio_from_video, job.ffmpeg).has_audio:
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
@@ -261,8 +307,12 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
             gain = pool.submit(loudness_gain, job)
             encoder = pool.submit(choose_encoder, job.video_encoder, preset=job.x264_preset, crf=job.crf,
                                   params=job.x264_params, ffmpeg=job.ffmpeg)
+            # over a provider's clip the text goes through ffmpeg; over the camera it is painted into the frames
+            overlaid = job.text_tracks if job.video_source is not None else ()
+            tracks = [pool.submit(write_track, track, caption_tmp.with_suffix(".text"), job.clip_duration, job.fps)
+                      for track in overlaid]
             inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result(),
-                                  encoder=encoder.result())
+                                  encoder=encoder.result(), track_lists=tuple(t.result() for t in tracks))
             camera = camera_ready.result()
 
         def encode(inputs: RenderInputs) -> None:
@@ -295,6 +345,7 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
         video_tmp.unlink(missing_ok=True)
         poster_tmp.unlink(missing_ok=True)
         caption_tmp.unlink(missing_ok=True)
+        shutil.rmtree(caption_tmp.with_suffix(".text"), ignore_errors=True)
     forward(1.0)
     return RenderResult(video_path=job.out_path, poster_path=job.poster_path, seconds=time.monotonic() - start,
                         encoder=used.name)

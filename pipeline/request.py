@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -16,6 +16,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
+
+from pipeline.edit.frame_format import AspectRatio
+from pipeline.models import CaptionLength, LyricsMode
 
 
 def _uuid(value: str) -> str:
@@ -61,8 +64,14 @@ class CreateContentRequest(BaseModel):
         examples=["artist-caption-stage"],
     )
     lipsync: StrictBool = Field(default=False, description="Bake the song clip into the video so lips move.")
-    caption_length: Literal["none", "short", "medium", "long"] = Field(default="none")
+    caption_length: CaptionLength = Field(default="none")
     upscale: StrictBool = Field(default=False, description="Render at 2x resolution.")
+    lyrics: LyricsMode | None = Field(
+        default=None, description="Lyrics on screen: the sung line, or the line with each word lit as it is "
+        "sung (karaoke). Omitted: the template's default.")
+    aspect_ratio: AspectRatio = Field(
+        default="9:16", description="Frame format: 9:16 720x1280, 4:5 864x1080, 1:1 1080x1080, 16:9 1280x720 "
+        "(upscale doubles each).")
     batch: StrictInt = Field(default=1, ge=1, le=30, description="Number of independent videos.")
     songs: list[Annotated[NonEmpty, AfterValidator(_slug_or_http_url)]] | None = Field(
         default=None, max_length=50, description="Song slugs or public URLs.", examples=[["hiccups"]]

@@ -9,6 +9,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from pipeline.models import FaceBox
+
 Lighting = Literal["none", "stage-beams", "fairy-lights", "golden-hour", "film"]
 
 STAGE_COLOURS = [(255, 40, 160), (40, 200, 255), (120, 60, 255), (255, 170, 40)]
@@ -64,8 +66,23 @@ def _leak(width: int, height: int, rng: random.Random) -> np.ndarray:
     return glow[..., None] * colour * 0.8
 
 
-def add_lighting(img: Image.Image, kind: Lighting, rng: random.Random) -> Image.Image:
-    """The still with the template's scene light over it (unchanged for `none`)."""
+FACE_CLEAR_X, FACE_CLEAR_Y = 0.95, 1.15  # the light-free ellipse's half axes, in face widths / heights
+FEATHER = 0.9  # its soft edge, as a share of those axes
+
+
+def face_clear_mask(width: int, height: int, face: FaceBox | None) -> np.ndarray | None:
+    """1 over the face (hair to chin) fading to 0 around it: scene light is kept off the skin, so the lights read
+    as behind the artist instead of a colour filter across the face."""
+    if face is None:
+        return None
+    ys, xs = np.ogrid[0:height, 0:width]
+    cx, cy = face.x + face.w / 2, face.y + face.h * 0.45
+    d = np.sqrt(((xs - cx) / (face.w * FACE_CLEAR_X)) ** 2 + ((ys - cy) / (face.h * FACE_CLEAR_Y)) ** 2)
+    return np.clip((1 + FEATHER - d) / FEATHER, 0, 1).astype(np.float32) ** 1.5
+
+
+def add_lighting(img: Image.Image, kind: Lighting, rng: random.Random, face: FaceBox | None = None) -> Image.Image:
+    """The still with the template's scene light over it (unchanged for `none`), kept off the face."""
     if kind == "none":
         return img
     width, height = img.size
@@ -79,4 +96,7 @@ def add_lighting(img: Image.Image, kind: Lighting, rng: random.Random) -> Image.
     else:  # film: fine grain and a slight fade of the blacks, like a printed editorial
         noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 0.035, (height, width, 1)).astype(np.float32)
         out = 0.04 + base * 0.94 + noise
+    keep = face_clear_mask(width, height, face) if kind != "film" else None  # grain is the print, not a light
+    if keep is not None:
+        out = out * (1 - keep[..., None]) + base * keep[..., None]
     return Image.fromarray(np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8))

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.errors import BadInput, NotFound
+from pipeline.models import LyricsMode
 from pipeline.settings import TEMPLATES_DIR
 
 MotionStyle = Literal["push-in", "pull-out", "pan-left", "pan-right", "tilt-up", "tilt-down", "drift", "handheld"]
@@ -98,6 +99,9 @@ class EditSpec(_Strict):
     fade_in: float = Field(0.4, ge=0, le=3)
     fade_out: float = Field(0.8, ge=0, le=3)
     audio: Literal["song", "video"] = "song"  # with lip-sync the video's own audio may be used
+    lyrics: LyricsMode = "none"  # lyrics on screen unless the request says otherwise
+    punch: float = Field(0.5, ge=0, le=1)  # how readily the camera punches in on accented beats (times the mood)
+    highlight_colour: str = "#FFD84D"  # the word being sung, in karaoke lyrics
 
 
 class Template(_Strict):

@@ -87,62 +87,108 @@ def read_voice(guide: CaptionGuide) -> Voice:
     )
 
 
-# Sentences for medium and long captions; {line} is a lyric of the clip, {kw} a context keyword.
-_FRAMES: dict[str, tuple[str, ...]] = {
+# A sentence is a stem and a tail, drawn apart: with ~8 stems and ~6 tails a kind has ~50 shapes, so thirty
+# captions of one song rarely say a thing the same way twice. Stems end without punctuation; {line} is a lyric of
+# the clip, {frag} a phrase of one, {kw} a context keyword. No stem strings the name, title and mood together.
+_STEMS: dict[str, tuple[str, ...]] = {
     "lyric": (
-        '"{line}" is the line I keep coming back to.',
-        'Every time it gets to "{line}" I lose it a little.',
-        '"{line}", and somehow that says all of it.',
-        'I wrote "{line}" and then had to sit with it for a while.',
-        "{line}.",
-        'If you only hear one line tonight, make it "{line}".',
-        'Still thinking about "{line}" and everything it meant.',
+        '"{line}"',
+        'The line I keep coming back to is "{line}"',
+        'Every time it gets to "{line}" I lose it a little',
+        'I wrote "{line}" on the back of a bus ticket',
+        'If you only hear one line tonight, make it "{line}"',
+        'Still thinking about "{line}"',
+        'Somewhere in the second verse I sing "{line}"',
+        'You will know the moment it goes "{line}"',
     ),
-    "title": (
-        "This is {title}, and it sounds exactly like feeling {mood}.",
-        "{title} is the one I play when nobody else is home.",
-        "Put {title} on when the day needs a little more colour.",
-        "Play {title} loud, then play it again.",
-        "{title} is yours now, so do something good with it.",
-        "I made {title} for the moments you cannot explain out loud.",
-        "{artist}, {title}.",
+    "title": (  # said to the listener: the imperative tails fit
+        "Put {title} on when the day needs a little more colour",
+        "Play {title} loud",
+        "Save {title} for the last train home",
+        "Take {title} with you tonight",
+        "Give {title} one proper listen",
+    ),
+    "story": (  # about the song: the telling tails fit
+        "{title} is the one I play when nobody else is home",
+        "I made {title} for the moments you cannot explain out loud",
+        "{title} started as a voice memo at two in the morning",
+        "We finished {title} with the windows open",
+        "I almost kept {title} to myself",
+        "Somebody asked for {title} at the last show",
+        "{title} is what the quiet after midnight sounds like",
     ),
     "context": (
-        "For everyone in their {kw} era, this one is yours.",
-        "A little {kw} energy for whoever needs it today.",
-        "Pure {kw} energy, start to finish.",
+        "For everyone in their {kw} era",
+        "A little {kw} energy for whoever needs it today",
+        "Made with the {kw} crowd in mind",
+        "This one goes out to the {kw} people",
+        "Written for long {kw} nights",
+        "If {kw} is your thing, stay a minute",
+        "Somewhere between {kw} and home",
+        "Thinking about every {kw} night that made this song",
     ),
     "mood": (
-        "Feeling {mood} and letting the song do the talking.",
-        "Some songs just feel {mood}, and this is one of them.",
-        "Made for {mood} nights and the long way home after.",
-        "Stay {mood}.",
+        "Some songs just feel {mood}",
+        "It was a {mood} kind of night when we wrote this",
+        "This is what {mood} sounds like to me",
+        "For the {mood} hours between one stop and the next",
+        "A {mood} one for the walk home",
     ),
 }
-
-# Whole captions (or first halves) of up to ten words.
-_SHORT_FRAMES: dict[str, tuple[str, ...]] = {
-    "lyric": ("{frag}", '"{frag}"', "{frag}."),
-    "title": ("{title}, on repeat.", "{title}. Feeling {mood}.", "This one is called {title}.", "{title} is for you.",
-              "Play {title} loud.", "{artist}. {title}."),
-    "context": ("{kw} era.", "Pure {kw} energy."),
-    "mood": ("Feeling {mood}.", "Stay {mood}.", "{mood}, on repeat."),
+_TAILS: dict[str, tuple[str, ...]] = {
+    "lyric": (".", ", and somehow that says all of it.", ", and it still gets me.", ", and I meant every word.",
+              ", which is the whole song really.", ", if you know, you know.", " and the room goes quiet.",
+              ", and that is where it starts."),
+    "title": (".", ", then play it again.", ", and let it run.", ", and tell me what you hear.",
+              " and keep it for yourself.", ", on the way home.", ", before anyone else does.",
+              ", with the lights off."),
+    "story": (".", ", honestly.", ", true story.", ", and it shows.", ", for what it is worth.",
+              ", and I still play it every day."),
+    "ask": ("?", ", honestly?", "? Tell me."),
+    "context": (".", ", start to finish.", ", this one is yours.", ", you know who you are.", ", all summer.",
+                ", wherever you are."),
+    "mood": (".", ", honestly.", ", and that is fine.", ", if you need it.", ", nothing more."),
 }
 
-# Frames a template unlocks by naming them in its formats: (cue, kind, long frames, short frames).
+# Short captions (up to ten words): a phrase of the lyric in a short frame, or the title said like a person.
+_SHORT_STEMS: dict[str, tuple[str, ...]] = {
+    "lyric": ('"{frag}"', 'Still hearing "{frag}"', 'Can\'t shake "{frag}"', 'All week: "{frag}"',
+              'Sing it back: "{frag}"', 'Just "{frag}"', 'And then: "{frag}"', 'Say it with me: "{frag}"',
+              'Stuck on "{frag}"', 'Wait for "{frag}"', 'Me, every night: "{frag}"', 'Loud part: "{frag}"'),
+    "title": ("This one is called {title}", "Play {title} loud", "{title} is for you", "Put {title} on tonight",
+              "{title} is yours now", "{title} on the way home", "Saving {title} for later", "{title}, side A"),
+    "context": ("For the {kw} crowd", "Pure {kw} energy"),
+    # with a template that names the song: the title and a phrase of the lyric together
+    "titled": ('{title}: "{frag}"', '"{frag}" ({title})', 'From {title}: "{frag}"', 'In {title} I say "{frag}"',
+               '{title} is "{frag}"', '"{frag}" is {title}', 'Side A of {title}: "{frag}"',
+               'All of {title} in "{frag}"', '{title} says "{frag}"'),
+}
+# any lyric frame can carry the title after it, in brackets, as people credit a song
+_SHORT_STEMS["titled"] += tuple(stem + " ({title})" for stem in _SHORT_STEMS["lyric"] if stem != '"{frag}"')
+_SHORT_TAILS: dict[str, tuple[str, ...]] = {
+    "lyric": (".", ", on repeat.", ", all night.", " (turn it up).", ", still.", ", out loud.", "!",
+              ", again."),
+    "title": (".",),
+    "context": (".",),
+    "titled": (".", ", on repeat.", ", still.", ", all week.", " tonight.", ", out loud."),
+}
+
+# Stems a template unlocks by naming their format: (cue, kind, long stems, short stems); the kind's tails apply.
 _CUED_FRAMES: tuple[tuple[str, str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("question", "title", ("Who are you sending {title} to first?", "Which line got you the first time you heard it?"),
-     ("Who needs to hear this?", "Which line got you?")),
-    ("out now", "title", ("{title} is out now, so go and make it yours.",), ("{title}. Out now.",)),
-    ("staff pick", "title", ("Staff pick: {title}, and one listen tells you why.",), ("Staff pick: {title}.",)),
-    ("new arrivals", "lyric", ('Found in the new arrivals crate: "{line}".',), ("New arrivals: {title}.",)),
-    ("chant", "lyric", ('Sing it back to me: "{line}".', '"{line}", everybody, one more time.'),
-     ("Sing it back.", '"{frag}", everybody.')),
-    ("invitation", "title", ("Take {title} somewhere with open sky today.",), ("Take {title} outside.",)),
-    ("cover line", "title", ("{artist}. {title}. Nothing held back.",), ("{artist}. {title}.",)),
-    ("pull quote", "lyric", ('In the song\'s own words: "{line}".',), ('"{frag}"',)),
-    ("manifesto", "title", ("No filler, no apologies, just {title}.",), ("No filler. Just {title}.",)),
-    ("confession", "lyric", ('Honestly, "{line}" is the truest thing I have written.',), ()),
+    ("question", "ask", ("Who are you sending {title} to first", "Which line got you the first time you heard it"),
+     ("Who needs to hear this", "Which line got you")),
+    ("out now", "story", ("{title} is out now, so go and make it yours",), ("{title} is out now",)),
+    ("staff pick", "story", ("Staff pick: {title}, and one listen tells you why",
+                             "Pulled {title} from the new arrivals wall this morning"), ("Staff pick this week",)),
+    ("new arrivals", "lyric", ('Found in the new arrivals crate: "{line}"',
+                               'The staff-pick card just says "{line}"'), ('New arrivals: "{frag}"',)),
+    ("chant", "lyric", ('Sing it back to me: "{line}"', '"{line}", everybody, one more time'),
+     ('"{frag}", everybody',)),
+    ("invitation", "title", ("Take {title} somewhere with open sky today",), ("Take {title} outside",)),
+    ("cover line", "story", ("{artist} on {title}: nothing held back",), ("{artist}, nothing held back",)),
+    ("pull quote", "lyric", ('In the song\'s own words: "{line}"',), ('In its own words: "{frag}"',)),
+    ("manifesto", "title", ("No filler, no apologies, just {title}",), ("No filler, just {title}",)),
+    ("confession", "lyric", ('Honestly, "{line}" is the truest thing I have written',), ()),
 )
 
 # Sentences that need nothing: they pad a caption that is still too short.
@@ -162,9 +208,11 @@ _FILLERS: tuple[str, ...] = (
     "Save it for the moment you need it most.",
     "There is a part near the end you will want to hear.",
 )
-_SHORT_FILLERS = ("Press play.", "Turn it up.", "Stay for the chorus.", "Headphones on.", "Keep this one close.")
 
-_BASE_WEIGHTS = {"lyric": 3.0, "title": 2.0, "example": 2.0, "context": 1.0, "mood": 1.0, "filler": 0.4}
+# lyric quotes first (a line of the song in the template's voice); the template's examples are fixed sentences,
+# so they come rarely (each one would otherwise repeat across a batch)
+_BASE_WEIGHTS = {"lyric": 3.0, "title": 1.0, "story": 1.0, "ask": 0.8, "example": 0.3, "context": 0.8, "mood": 0.4,
+                 "filler": 0.3}
 
 _STOPWORDS_TEXT = """
 a about above across after again against all almost also always am among an and another any anyone anything are
@@ -210,6 +258,22 @@ def _phrase(line: str, max_words: int, rng: random.Random) -> str:
     clauses = [c.strip() for c in re.split(r"[,;:]", line)]
     fitting = [c for c in clauses if 2 <= count_words(c) <= max_words]
     return rng.choice(fitting) if fitting else _first_words(line, max_words)
+
+
+def _fragment(line: str, max_words: int, rng: random.Random) -> str:
+    """A phrase of the line: any run of 2..max_words words inside one clause that does not end on a small word
+    ("from", "the") and is not only small words; the whole clause when none is."""
+    clauses = [c.strip() for c in re.split(r"[,;:]", line) if count_words(c.strip()) >= 2] or [line]
+    windows: list[str] = []
+    for clause in clauses:
+        words = clause.split()
+        for size in range(min(2, len(words)), min(len(words), max_words) + 1):
+            for start in range(len(words) - size + 1):
+                run = words[start:start + size]
+                if run[-1].lower().strip(",.!?") not in _STOPWORDS and any(
+                        w.lower().strip(",.!?'") not in _STOPWORDS for w in run):
+                    windows.append(" ".join(run))
+    return rng.choice(windows) if windows else _first_words(rng.choice(clauses), max_words)
 
 
 def _terminate(sentence: str) -> str:
@@ -276,7 +340,12 @@ def _fill(frame: str, m: _Material, rng: random.Random, *, max_line_words: int, 
         line = rng.choice(fresh)
         used.add(line)
         values["line"] = _phrase(line, max_line_words, rng)
-        values["frag"] = _phrase(line, 8, rng)
+        clauses = [c.strip() for c in re.split(r"[,;:]", values["line"]) if count_words(c.strip()) >= 3]
+        if len(clauses) > 1 and rng.random() < 0.5:  # half the time, one clause of it: the hook, not the line
+            values["line"] = rng.choice(clauses)
+        # a short caption's phrase takes the words its frame leaves of the ten, so no length is favoured later
+        room = 10 - count_words(frame.replace("{frag}", "").replace("{title}", m.title).replace("{artist}", m.artist))
+        values["frag"] = _fragment(line, max(2, min(max_line_words, room)), rng)
     if "{kw}" in frame:
         if not m.keywords:
             return None
@@ -299,23 +368,29 @@ def _sentence_case(sentence: str) -> str:
 
 
 def _pools(m: _Material, voice: Voice, rng: random.Random, *, short: bool) -> dict[str, list[str]]:
-    """Candidate sentences by kind, each list already shuffled by the rng."""
-    frames = {k: list(v) for k, v in (_SHORT_FRAMES if short else _FRAMES).items()}
-    for cue, kind, long_frames, short_frames in _CUED_FRAMES:
+    """Candidate sentences by kind (every stem with every tail of its kind), each list shuffled by the rng."""
+    stems = {k: list(v) for k, v in (_SHORT_STEMS if short else _STEMS).items()}
+    for cue, kind, long_stems, short_stems in _CUED_FRAMES:
         if cue in voice.cues:
-            # the template asked for this format: it gets a double share of its kind
-            frames.setdefault(kind, []).extend(list(short_frames if short else long_frames) * 2)
+            # the template asked for this format: its stems join the kind's
+            stems.setdefault(kind, []).extend(short_stems if short else long_stems)
+    tails = _SHORT_TAILS if short else _TAILS
     used: set[str] = set()
     pools: dict[str, list[str]] = {}
-    for kind, kind_frames in frames.items():
-        rng.shuffle(kind_frames)
-        filled = [_fill(f, m, rng, max_line_words=8 if short else 12, used=used) for f in kind_frames]
-        pools[kind] = [s for s in filled if s]
-    hi = 10 if short else 30
-    pools["example"] = [e for e in m.examples if count_words(e) <= hi]
-    pools["filler"] = list(_SHORT_FILLERS if short else _FILLERS)
-    for kind in ("example", "filler"):
-        rng.shuffle(pools[kind])
+    for kind, kind_stems in stems.items():
+        frames = [stem + tail for stem in kind_stems for tail in tails.get(kind, ("."))]
+        rng.shuffle(frames)
+        filled = [_fill(f, m, rng, max_line_words=6 if short else 12, used=used) for f in frames[:24]]
+        pools[kind] = list(dict.fromkeys(s for s in filled if s))
+    # The template's examples are not drawn: fixed sentences repeat across a batch; its voice comes through its
+    # cued stems (staff pick, chant, cover line...) and its rules.
+    # The fillers ("Press play.") are not drawn either, only padded with: drawn, they repeat across a batch.
+    # With no material at all (no lyric, title or context), the examples and fillers are all there is.
+    if not any(pools.values()):
+        pools["example"] = [e for e in m.examples if count_words(e) <= (10 if short else 30)]
+        pools["filler"] = [f for f in _FILLERS if count_words(f) <= (10 if short else 30)]
+        for kind in ("example", "filler"):
+            rng.shuffle(pools[kind])
     return {k: v for k, v in pools.items() if v}
 
 
@@ -323,8 +398,9 @@ def _weights(voice: Voice, pools: dict[str, list[str]]) -> dict[str, float]:
     weights = {k: _BASE_WEIGHTS.get(k, 1.0) for k in pools}
     if "lyric" in voice.cues and "lyric" in weights:
         weights["lyric"] += 1.0
-    if "title" in voice.cues and "title" in weights:
-        weights["title"] += 1.0
+    for kind in ("title", "story"):
+        if "title" in voice.cues and kind in weights:
+            weights[kind] += 0.5
     return weights
 
 
@@ -346,7 +422,7 @@ def _draw_order(pools: dict[str, list[str]], weights: dict[str, float], rng: ran
     return order
 
 
-def _assemble(order: list[str], lo: int, hi: int, target: int) -> list[str]:
+def _assemble(order: list[str], lo: int, hi: int, target: int, rng: random.Random) -> list[str]:
     """Sentences taken in order while they fit under `hi`, until `target`; then padded up to `lo`."""
     chosen: list[str] = []
     n = 0
@@ -357,11 +433,12 @@ def _assemble(order: list[str], lo: int, hi: int, target: int) -> list[str]:
             continue
         chosen.append(sentence)
         n += w
-        if n >= target:
+        if n >= target and len(chosen) >= 2:  # one long sentence alone repeats across a batch
             return chosen
     fillers = sorted(_FILLERS, key=count_words)
-    while n < lo:  # only with very little material: cycle the fillers, shortest last so it always fits
-        pick = next((f for f in reversed(fillers) if n + count_words(f) <= hi and f not in chosen), fillers[0])
+    while n < lo:  # only with very little material: any filler that fits, the shortest when none is new
+        fitting = [f for f in fillers if n + count_words(f) <= hi and f not in chosen]
+        pick = rng.choice(fitting) if fitting else fillers[0]
         chosen.append(pick)
         n += count_words(pick)
     return chosen
@@ -383,23 +460,21 @@ def _title_tag(title: str) -> str:
 
 
 def _write_short(m: _Material, voice: Voice, rng: random.Random) -> list[str]:
+    """One short sentence: a phrase of the lyric in a short frame when the clip has words (the title woven in when
+    the template names the song), else the title or the context said like a person."""
     pools = _pools(m, voice, rng, short=True)
-    weights = _weights(voice, pools)
-    if voice.name_title and m.title and "title" in pools:
+    if m.lines and voice.name_title and m.title and "titled" in pools:
+        kind = "titled"
+    elif m.lines and "lyric" in pools:
+        kind = "lyric"
+    elif voice.name_title and m.title and "title" in pools:
         kind = "title"
     else:
-        kinds = list(pools)
+        kinds = [k for k in pools if k not in ("titled", "lyric")] or list(pools)
+        weights = _weights(voice, pools)
         kind = rng.choices(kinds, weights=[weights[k] for k in kinds])[0]
-    chosen = [_sentence_case(pools[kind][0])]
-    if count_words(chosen[0]) > 10:
-        chosen = [_first_words(chosen[0], 10)]
-    if rng.random() < 0.35:  # a second punchy line
-        tags = [t for t in (f"{m.title}." if m.title else "", f"Feeling {m.mood}." if m.mood else "", "Press play.")
-                if t and t.lower().rstrip(".") not in chosen[0].lower()]
-        room = 10 - count_words(chosen[0])
-        fitting = [t for t in tags if count_words(t) <= room]
-        if fitting:
-            chosen = [_terminate(chosen[0]), rng.choice(fitting)]
+    fitting = [c for c in pools[kind] if count_words(c) <= 10]  # a whole sentence, never one cut at ten words
+    chosen = [_sentence_case(fitting[0])] if fitting else [_first_words(_sentence_case(pools[kind][0]), 10)]
     return chosen
 
 
@@ -407,7 +482,7 @@ def _write_long(m: _Material, voice: Voice, rng: random.Random, lo: int, hi: int
     pools = _pools(m, voice, rng, short=False)
     # a caption that quotes three lines or names the title three times sounds like a bot
     medium = hi <= 30
-    caps = {"lyric": 1 if medium else voice.max_quotes, "title": 1 if medium else 2, "context": 1 if medium else 2,
+    caps = {"lyric": 1 if medium else voice.max_quotes, "title": 1, "story": 1, "ask": 1, "context": 1 if medium else 2,
             "mood": 1}
     pools = {k: v[: caps.get(k, len(v))] for k, v in pools.items() if v[: caps.get(k, len(v))]}
     weights = _weights(voice, pools)
@@ -415,16 +490,18 @@ def _write_long(m: _Material, voice: Voice, rng: random.Random, lo: int, hi: int
     order = _draw_order(pools, weights, rng, first=first)
     target = rng.randint(lo, (lo + hi) // 2)
     room = hi - (1 if voice.hashtag else 0)
-    if voice.name_title and m.title and "title" in pools:
+    titled = [k for k in ("title", "story") if k in pools]
+    if voice.name_title and m.title and titled:
         # the rule wins over the draw: the title sentence goes in second (first when it is the only fit)
-        title_sentence = pools["title"][0]
+        title_sentence = pools[rng.choice(titled)][0]
         order.remove(title_sentence)
-        rest = _assemble(order, 0, room - count_words(title_sentence), max(0, target - count_words(title_sentence)))
+        rest = _assemble(order, 0, room - count_words(title_sentence), max(0, target - count_words(title_sentence)),
+                         rng)
         chosen = [*rest[:1], title_sentence, *rest[1:]]
         if count_words(" ".join(chosen)) < lo:
-            chosen = _assemble(chosen, lo, room, lo)
+            chosen = _assemble(chosen, lo, room, lo, rng)
     else:
-        chosen = _assemble(order, lo, room, target)
+        chosen = _assemble(order, lo, room, target, rng)
     return [_terminate(_sentence_case(s)) for s in chosen]
 
 

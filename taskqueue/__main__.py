@@ -21,7 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from pipeline.edit.frame_format import ASPECT_RATIOS
 from pipeline.errors import StudioError
+from pipeline.models import CAPTION_LENGTHS, LYRICS_MODES
 from pipeline.request import CreateContentRequest
 from pipeline.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -40,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
     trig.add_argument("--artist", required=True, help="artist account id (or folder slug)")
     trig.add_argument("--template", default=None, help="template id (omit for malleable mode)")
-    trig.add_argument("--caption-length", default="none", choices=["none", "short", "medium", "long"])
+    trig.add_argument("--caption-length", default="none", choices=list(CAPTION_LENGTHS))
+    trig.add_argument("--lyrics", default=None, choices=list(LYRICS_MODES),
+                      help="lyrics on screen (default: the template's)")
+    trig.add_argument("--aspect-ratio", default="9:16", choices=list(ASPECT_RATIOS))
     trig.add_argument("--lipsync", action="store_true")
     trig.add_argument("--upscale", action="store_true")
     trig.add_argument("--batch", type=int, default=1, help="number of videos, 1..30")
@@ -87,7 +92,8 @@ def cmd_trigger(args: argparse.Namespace, settings: Settings) -> int:
 
     body: dict[str, Any] = {"artist_account_id": args.artist, "template": args.template,
                             "caption_length": args.caption_length, "lipsync": args.lipsync,
-                            "upscale": args.upscale, "batch": args.batch, "songs": args.song, "images": args.image}
+                            "upscale": args.upscale, "batch": args.batch, "songs": args.song, "images": args.image,
+                            "lyrics": args.lyrics, "aspect_ratio": args.aspect_ratio}
     store = _store(settings)
     try:
         if not _is_uuid(args.artist):  # a folder slug: the request wants the account id

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline.ffmpeg import decode_audio
-from pipeline.lyrics import LAST_LINE_SECONDS, MAX_LINE_SECONDS, lines_in_window, load_lyrics, parse_lrc
+from pipeline.lyrics import (
+    LAST_LINE_SECONDS,
+    MAX_LINE_SECONDS,
+    SYLLABLE_SECONDS,
+    lines_in_window,
+    load_lyrics,
+    parse_lrc,
+    syllables,
+)
 from pipeline.models import LyricLine, Song, Word
 from tests.media import ffmpeg_make
 
@@ -66,15 +74,23 @@ def test_odd_but_common_time_formats():
     assert parse_lrc("") == []
 
 
-def test_words_are_spread_over_the_line_by_length_in_order():
-    line = parse_lrc("[00:10.00]a bb cccc\n[00:17.00]next\n")[0]
-    assert [w.text for w in line.words] == ["a", "bb", "cccc"]
-    assert line.words[0].start == line.start and line.words[-1].end == line.end
+def test_words_are_spread_over_the_line_by_syllables_in_order():
+    line = parse_lrc("[00:10.00]strength in beautiful\n[00:12.00]next\n")[0]
+    assert [w.text for w in line.words] == ["strength", "in", "beautiful"]
+    assert line.words[0].start == line.start
+    assert line.words[-1].end == pytest.approx(11.8, abs=0.002), "ends a breath (here 10 % of 2 s) before the next"
     for before, after in zip(line.words, line.words[1:], strict=False):
         assert before.end == after.start, "words follow one another without gaps or overlaps"
     lengths = [w.end - w.start for w in line.words]
-    assert lengths == pytest.approx([1.0, 2.0, 4.0], abs=0.002), "time is shared by characters"
+    # 1 + 1 + 3 syllables (by characters "strength" would have outlasted "beautiful")
+    assert lengths == pytest.approx([0.36, 0.36, 1.08], abs=0.002), "time is shared by syllables"
     assert " ".join(w.text for w in line.words) == line.text
+
+
+def test_a_plain_line_before_a_gap_is_sung_at_a_singing_pace():
+    line = parse_lrc("[00:10.00]oh no\n[00:19.00]next\n")[0]
+    assert line.words[-1].end == pytest.approx(10.0 + 2 * SYLLABLE_SECONDS, abs=0.002)
+    assert [syllables(w) for w in ("the", "time", "fire", "little", "beautiful", "we're")] == [1, 1, 1, 2, 3, 1]
 
 
 def test_enhanced_word_tags_are_used_as_given():
@@ -92,7 +108,8 @@ def test_lines_in_window_are_relative_and_clipped():
     assert (clip[1].start, clip[1].end) == (2.0, 6.0)
     assert (clip[2].start, clip[2].end) == (6.0, 8.0), "the last line is cut at the window's end"
     first_words = [w.text for w in clip[0].words]
-    assert first_words == ["line", "here"], "words before the window are gone"
+    assert first_words == [], "words sung before the window are gone (a 3-syllable line is sung by 11.26 s)"
+    assert [w.text for w in lines_in_window(lines, 10.5, 8.0)[0].words] == ["line", "here"]
     assert all(0.0 <= w.start <= w.end <= 8.0 for line in clip for w in line.words)
     assert lines_in_window(lines, 40.0, 5.0) == ()
     assert lines_in_window(lines, 13.95, 5.0)[0].text == "first line here"

@@ -73,6 +73,23 @@ def test_the_record_store_scene_varies_with_the_seed(tmp_path: Path) -> None:
     assert pa[..., 0].mean() > pa[..., 2].mean() + 15
 
 
+def test_the_record_store_shows_the_artist_on_the_sleeve_and_says_where_the_face_is(tmp_path: Path) -> None:
+    """The flat lay puts the artist's photo on the album sleeve; the face box it reports is where a detector
+    finds the face in the finished still (so the edit frames it and keeps text off it)."""
+    from pipeline.detect_face import detect_face
+
+    template = load_template("album-record-store")
+    image = make_image(FACE_GUIDE, template, width=540, height=960, rng=random.Random(3), out_path=tmp_path / "a.jpg")
+    assert image.face is not None
+    found = detect_face(image.path)
+    assert found is not None
+    overlap_x = min(found.x + found.w, image.face.x + image.face.w) - max(found.x, image.face.x)
+    overlap_y = min(found.y + found.h, image.face.y + image.face.h) - max(found.y, image.face.y)
+    assert overlap_x > 0.6 * found.w and overlap_y > 0.6 * found.h, (found, image.face)
+    bare = make_image(None, template, width=540, height=960, rng=random.Random(3), out_path=tmp_path / "b.jpg")
+    assert bare.face is None and detect_face(bare.path) is None  # cover art, no face
+
+
 @pytest.mark.parametrize("kind", ["rgba", "cmyk", "grey", "exif", "tiny", "huge", "tall", "wide"])
 def test_awkward_inputs(kind: str, tmp_path: Path) -> None:
     src = tmp_path / "in"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from pipeline.models import FaceBox
 from pipeline.scene_light import add_lighting
 
 
@@ -51,3 +53,23 @@ def test_film_grain_is_seeded() -> None:
     c = arr(add_lighting(grey(), "film", random.Random(5)))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert a.std() > 4
+
+
+def skin_still(width: int = 360, height: int = 640) -> tuple[Image.Image, FaceBox]:
+    img = np.full((height, width, 3), 90, np.float32)
+    face = FaceBox(x=130, y=160, w=100, h=120)
+    img[face.y: face.y + face.h, face.x: face.x + face.w] = (196, 150, 124)  # a skin tone
+    return Image.fromarray(img.astype(np.uint8)), face
+
+
+@pytest.mark.parametrize("kind", ["stage-beams", "fairy-lights", "golden-hour"])
+def test_scene_light_casts_no_colour_on_the_face(kind: str) -> None:
+    """The face box keeps the graded still's colour: within 3 levels per channel (JPEG and the 8-bit round trip
+    move it by 1; a cast that reads as a filter, like the magenta beams before, moved it by 20-60)."""
+    img, face = skin_still()
+    for seed in range(6):
+        out = arr(add_lighting(img, kind, random.Random(seed), face))
+        region = (slice(face.y, face.y + face.h), slice(face.x, face.x + face.w))
+        before, after = arr(img)[region].mean(axis=(0, 1)), out[region].mean(axis=(0, 1))
+        assert np.abs(after - before).max() <= 3, f"{kind} seed {seed}: face {before.round()} -> {after.round()}"
+        assert np.abs(out - arr(img)).max() > 40, "the scene is still lit around the face"

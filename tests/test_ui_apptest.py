@@ -164,6 +164,9 @@ def test_create_queues_a_batch_through_trigger_and_shows_it_on_runs(data_dir: Pa
 
     at = app()
     at.segmented_control(key="create_caption").set_value("short")
+    at.segmented_control(key="create_aspect").set_value("4:5")
+    at.run()
+    at.segmented_control(key="create_lyrics_malleable").set_value("word")
     at.number_input(key="create_batch").set_value(2)
     at.file_uploader(key="create_uploads").set_value(("me.jpg", png_bytes(), "image/jpeg"))
     at.run()
@@ -177,6 +180,7 @@ def test_create_queues_a_batch_through_trigger_and_shows_it_on_runs(data_dir: Pa
     assert {t.id for t in tasks.huey.pending()} == {r.id for r in runs}  # really on the queue
     request = runs[0].request
     assert request["caption_length"] == "short" and request["batch"] == 2
+    assert request["lyrics"] == "word" and request["aspect_ratio"] == "4:5"
     (upload,) = request["images"]
     assert Path(upload).parent == data_dir / "uploads" and Path(upload).suffix == ".png"
     Image.open(upload).verify()

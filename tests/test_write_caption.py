@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
 
 import pytest
 
@@ -184,3 +186,42 @@ def test_long_lyric_lines_and_odd_text_stay_in_bounds() -> None:
                 text = write_caption(context(template, lines=weird, title="🔥"), length, random.Random(seed))
                 assert check_caption_length(text, length), (template.id, text)
                 assert "🔥" not in text and "♪" not in text
+
+
+LABEL = re.compile(r"^(feeling \w+|stay \w+|\w+ era|nova reyes|late bus home)$", re.IGNORECASE)
+
+
+def pattern(sentence: str, ctx: CaptionContext) -> str:
+    """A sentence with its material taken out (quotes, lyric words, title, artist, mood, keywords): its frame."""
+    s = re.sub(r'"[^"]*"', "Q", sentence)
+    for name, token in ((ctx.song_title, "T"), (ctx.artist_name, "A"), (ctx.mood, "M")):
+        s = re.sub(re.escape(name), token, s, flags=re.IGNORECASE)
+    lyric_words = {w.lower().strip(",.'") for line in ctx.lyrics for w in line.text.split()}
+    keywords = set(context_keywords(f"{ctx.artist_context}\n{ctx.audience_context}"))
+    words = ["L" if w.lower().strip(",.'") in lyric_words else "K" if w.lower().strip(",.") in keywords else w
+             for w in s.split()]
+    return re.sub(r"(L ?)+", "L ", " ".join(words)).strip().lower()
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r'(?<=[.!?])\s+(?=[A-Z"#])', text) if s.strip()]
+
+
+@pytest.mark.parametrize("template_id", TEMPLATE_IDS)
+@pytest.mark.parametrize("length", ["short", "medium", "long"])
+def test_thirty_seeds_sound_like_a_person(template_id: str, length: str) -> None:
+    """No label strings (name, title and a mood word strung together), no two captions alike, no caption shape
+    (its sentences' frames) more than three times across 30 seeds of one song, nor one sentence frame in short
+    and medium captions (a long one has 4-6 sentences: 150 in a batch, and its frames may recur a little more)."""
+    ctx = context(load_template(template_id))
+    captions = [write_caption(ctx, length, random.Random(seed)) for seed in range(30)]
+    assert len(set(captions)) == 30, [c for c in captions if captions.count(c) > 1][:3]
+    shapes = Counter(" | ".join(pattern(s, ctx) for s in sentences(c) if not s.startswith("#")) for c in captions)
+    assert shapes.most_common(1)[0][1] <= 3, shapes.most_common(1)
+    frames = Counter(pattern(s, ctx) for c in captions for s in sentences(c) if not s.startswith("#"))
+    worst = frames.most_common(1)[0]
+    assert worst[1] <= (3 if length != "long" else 6), f"{worst[1]}x {worst[0]!r}"
+    for c in captions:
+        for s in sentences(c):
+            assert not LABEL.match(s.strip(" .!")), f"label-like sentence {s!r} in {c!r}"
+        assert "feeling " + ctx.mood not in c.lower(), c

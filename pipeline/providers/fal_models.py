@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.edit.frame_format import ASPECT_RATIOS, is_default_frame, nearest_ratio
+
 # fal's named sizes for models that take a `video_size`; the aspect setting picks one
 FAL_SIZE_FOR_ASPECT = {"9:16": "portrait_16_9", "3:4": "portrait_4_3", "1:1": "square_hd",
                        "4:3": "landscape_4_3", "16:9": "landscape_16_9"}
@@ -57,6 +59,21 @@ def aspect_field(model: str, aspect: str) -> str:
     """The aspect ratio to ask for; one the model does not take falls back to its own choice (auto)."""
     allowed = limits_for(model).aspect_ratios
     return aspect if not allowed or aspect in allowed else "auto"
+
+
+def aspect_for_frame(model: str, width: int, height: int, configured: str) -> str:
+    """The aspect to ask for a width x height frame: the configured one for 9:16, else the nearest the model takes
+    (the result is cropped to the frame either way)."""
+    if is_default_frame(width, height):
+        return aspect_field(model, configured)
+    allowed = limits_for(model).aspect_ratios or ASPECT_RATIOS
+    return aspect_field(model, nearest_ratio(width, height, allowed) or configured)
+
+
+def video_size_for_frame(width: int, height: int, configured: str) -> str:
+    """fal's named size for a width x height frame (the configured aspect's for 9:16)."""
+    aspect = configured if is_default_frame(width, height) else nearest_ratio(width, height, FAL_SIZE_FOR_ASPECT)
+    return video_size_field(aspect or configured)
 
 
 def video_size_field(aspect: str) -> str:

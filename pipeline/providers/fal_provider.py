@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from pipeline.models import LyricLine, StyledImage, Word
 from pipeline.providers.audio_cuts import compact_audio
 from pipeline.providers.clip_segments import cut_audio, join_clips, last_frame, plan_segments
 from pipeline.providers.fal_models import (
-    aspect_field,
+    aspect_for_frame,
     clip_duration_field,
     limits_for,
     resolution_field,
     upscale_factor_field,
-    video_size_field,
+    video_size_for_frame,
 )
 from pipeline.providers.fal_queue import FalQueue
 from pipeline.providers.http_retries import malformed
@@ -66,8 +68,9 @@ class FalImageMaker:
     def make(self, face_guide: Path | None, template: Template, *, width: int, height: int, rng: random.Random,
              out_path: Path) -> StyledImage:
         args: dict[str, Any] = {"prompt": image_prompt(template, reference=face_guide is not None), "num_images": 1,
-                                "aspect_ratio": aspect_field(self.settings.fal_image_model,
-                                                             self.settings.remote_aspect_ratio), "output_format": "png",
+                                "aspect_ratio": aspect_for_frame(self.settings.fal_image_model, width, height,
+                                                                 self.settings.remote_aspect_ratio),
+                                "output_format": "png",
                                 "seed": rng.randrange(2**31)}
         model = self.model
         if face_guide is not None:
@@ -113,7 +116,8 @@ class FalVideoMaker:
         args = {"prompt": prompt, "image_url": data_uri(frame),
                 "duration": clip_duration_field(model, seconds),
                 "resolution": resolution_field(model, self.settings.remote_video_resolution),
-                "aspect_ratio": aspect_field(model, self.settings.remote_aspect_ratio), "generate_audio": False}
+                "aspect_ratio": aspect_for_frame(model, *_size(frame), self.settings.remote_aspect_ratio),
+                "generate_audio": False}
         return self._fetch(model, args, out_path)
 
     def _lipsync(self, frame: Path, prompt: str, audio_clip: Path, out_path: Path,
@@ -137,7 +141,7 @@ class FalVideoMaker:
                 frame = last_frame(made[-1][0], out_path.with_name(f"{out_path.stem}.f{i}.png"), ffmpeg)
             args = {"prompt": prompt, "image_url": data_uri(frame), "audio_url": data_uri(audio)}
             if limits.sized_by_video_size:
-                args["video_size"] = video_size_field(self.settings.remote_aspect_ratio)
+                args["video_size"] = video_size_for_frame(*_size(frame), self.settings.remote_aspect_ratio)
             piece = out_path if len(pieces) == 1 else out_path.with_name(f"{out_path.stem}.p{i}.mp4")
             made.append((self._fetch(model, args, piece), end - start))
         if len(pieces) > 1:
@@ -242,3 +246,9 @@ class FalTranscriber:
         lines = lines_from_chunks(self.name, result)
         self.cache.put(path, self.name, lines)
         return lines
+
+
+def _size(frame: Path) -> tuple[int, int]:
+    """A picture's width and height (its header only)."""
+    with Image.open(frame) as img:
+        return img.size

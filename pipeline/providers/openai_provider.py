@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import openai
 
+from pipeline.edit.frame_format import is_default_frame, nearest_ratio
 from pipeline.errors import ProviderError
 from pipeline.models import CaptionLength, LyricLine, StyledImage, Word
 from pipeline.providers.audio_cuts import compact_audio
@@ -126,6 +127,8 @@ def parse_caption(label: str, completion: Any) -> str:
     if not isinstance(caption, str) or not caption.strip():
         raise malformed(label, "the caption is empty")
     return " ".join(caption.split())
+
+OPENAI_IMAGE_SIZES = ("1024x1536", "1536x1024", "1024x1024")  # what gpt-image models make
 
 
 @dataclass
@@ -240,6 +243,8 @@ class OpenAIImageMaker:
              out_path: Path) -> StyledImage:
         prompt = image_prompt(template, reference=face_guide is not None)
         model, size = self.settings.openai_image_model, self.settings.openai_image_size
+        if not is_default_frame(width, height):  # another format: the nearest size the model makes, then cropped
+            size = nearest_ratio(width, height, OPENAI_IMAGE_SIZES) or size
 
         def request() -> Any:
             if face_guide is None:  # nothing to edit: the scene is made from the prompt alone
