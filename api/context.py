@@ -10,6 +10,7 @@ import anyio
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
+from api.repository_gate import RepositoryGate
 from pipeline.settings import Settings
 from taskqueue.storage import Storage
 from taskqueue.store import Run, RunStore
@@ -46,9 +47,11 @@ class ApiContext:
     signer: UrlSigner
     storage: Storage = field(default=None)  # type: ignore[assignment]  # set by create_api from STORAGE_URL
     writers: anyio.CapacityLimiter = field(init=False)
+    repositories: RepositoryGate = field(init=False)
 
     def __post_init__(self) -> None:
         self.writers = anyio.CapacityLimiter(self.store.concurrent_writers)
+        self.repositories = RepositoryGate()
 
     async def write(self, fn: Callable[[], T]) -> T:
         """Runs a short database write on the store's few writer threads, not on one thread per request.

@@ -76,13 +76,15 @@ def _lock_within(fd: int, seconds: float) -> None:
             time.sleep(0.05)
 
 
-def check_request(request: CreateContentRequest, settings: Settings) -> Artist:
-    """Everything that can be said about a request before it is queued; raises the user's error."""
+def check_request(request: CreateContentRequest, settings: Settings, *, synced: Artist | None = None) -> Artist:
+    """Everything that can be said about a request before it is queued; raises the user's error.
+
+    `synced`: the request's artist with its repository already fetched (the API does that off its common pool)."""
     if request.template is not None:
         load_template(request.template)
     if request.webhook_url:  # checked like every user-given URL: http(s), no private address unless allowed
         check_url(request.webhook_url, limits_from_settings(settings), "webhook_url")
-    artist = sync_artist(find_artist(settings, request.artist_account_id), settings)
+    artist = synced or sync_artist(find_artist(settings, request.artist_account_id), settings)
     slugs, urls = split_song_specs(request.songs)
     for slug in slugs:
         find_song(artist, slug)
@@ -99,9 +101,9 @@ def webhook_target(request: CreateContentRequest, settings: Settings) -> str | N
 
 
 def trigger(request: CreateContentRequest, owner: str, *, settings: Settings, store: RunStore,
-            enqueue: EnqueueMany) -> dict:
+            enqueue: EnqueueMany, synced: Artist | None = None) -> dict:
     """Check the request, write `batch` runs (each with its own seed), queue them, answer as the seed page does."""
-    return queue_runs(request, check_request(request, settings), owner, store=store, enqueue=enqueue,
+    return queue_runs(request, check_request(request, settings, synced=synced), owner, store=store, enqueue=enqueue,
                       webhook_url=webhook_target(request, settings))
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import threading
+import time
 import tracemalloc
 import uuid
 from collections.abc import Iterator
@@ -243,3 +244,40 @@ def test_a_fetch_held_too_long_is_503_and_other_artists_still_create(studio: Stu
     assert finished_while_locked, "the create waited on the lock without a bound"
     assert answers["held"].status_code == 503, answers["held"].text
     assert "being fetched" in answers["held"].json()["error"]
+
+
+HELD_CREATES = 60  # more than the web server's common thread pool (anyio's default: 40 threads)
+
+
+@pytest.mark.slow
+def test_creates_waiting_on_one_artist_s_fetch_hold_no_thread_another_artist_needs(
+        tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    with running_studio(tmp_path_factory.mktemp("repos-pool"), worker=False, REPOSITORY_ALLOW_FILE="true",
+                        REPOSITORY_LOCK_WAIT_SECONDS="4") as studio:
+        settings = Settings(data_dir=studio.data_dir, repository_allow_file=True, _env_file=None)
+        bare = _commit_repo(make_workspace(tmp_path / "src", songs=("first",)))
+        aid = _register(settings, bare.as_uri())
+        sync_artist(find_artist(settings, aid), settings)
+        body = {"template": "artist-caption-stage", "caption_length": "none"}
+        answered: dict[str, tuple[float, int]] = {}
+
+        def create(name: str, artist: str) -> None:
+            r = httpx.post(studio.url("/api/content/create"), headers={"x-api-key": KEY_A},
+                           json={**body, "artist_account_id": artist}, timeout=60)
+            answered[name] = (time.monotonic(), r.status_code)
+
+        with open(settings.data_dir / "workspaces" / f"{aid}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a worker's fetch of this artist, taking its time
+            held = [threading.Thread(target=create, args=(f"held-{i}", aid)) for i in range(HELD_CREATES)]
+            for t in held:
+                t.start()
+            time.sleep(1.0)  # all of them are in the server, waiting for the artist
+            create("other", DEMO)
+            for t in held:
+                t.join(timeout=30)
+    other_at, other_status = answered["other"]
+    held_answers = [answered[f"held-{i}"] for i in range(HELD_CREATES)]
+    assert other_status == 202
+    assert {status for _, status in held_answers} == {503}
+    # on the common pool, the other artist's check waited for a thread until the held ones gave theirs up
+    assert other_at < min(at for at, _ in held_answers), "another artist's create waited behind the held fetch"

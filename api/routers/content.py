@@ -16,7 +16,8 @@ from api.auth import Account
 from api.context import ApiContext, Ctx
 from api.openapi import errors
 from pipeline.artists import check_readiness, find_artist, list_songs
-from pipeline.errors import BadInput, StudioError
+from pipeline.errors import BadInput, NotFound, StudioError
+from pipeline.models import Artist
 from pipeline.providers.pricing import STEP_NAMES
 from pipeline.request import CreateContentRequest
 from pipeline.templates import Template, get_template_or_404, list_templates, template_ids
@@ -74,17 +75,29 @@ async def create_content(
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=. Unknown body fields are
     ignored (as the original does) and named in `warnings`."""
     key = _idempotency_key(idempotency_key)
+    synced = await _fetched_artist(body, ctx)
     if key is not None:
-        return await run_in_threadpool(_create_once, body, account, ctx, key)
-    # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
+        return await run_in_threadpool(_create_once, body, account, ctx, key, synced)
     # the write is short and takes one of the store's writer threads
-    artist = await run_in_threadpool(check_request, body, ctx.settings)
+    artist = await run_in_threadpool(check_request, body, ctx.settings, synced=synced)
     response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue,
                                        webhook_url=webhook_target(body, ctx.settings)))
     return JSONResponse(response, status_code=202)
 
 
-def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str) -> JSONResponse:
+async def _fetched_artist(body: CreateContentRequest, ctx: ApiContext) -> Artist | None:
+    """The request's artist, its repository fetched on the gate's own threads (api/repository_gate.py): a slow
+    git server then never holds a thread of the common pool that every other create needs. None when the
+    artist is not found: check_request then says so, after the errors it checks first."""
+    try:
+        found = await run_in_threadpool(find_artist, ctx.settings, body.artist_account_id)
+    except NotFound:
+        return None
+    return await ctx.repositories.sync(found, ctx.settings)
+
+
+def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str,
+                 synced: Artist | None) -> JSONResponse:
     """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
     state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body),
                                                  ttl=ctx.settings.idempotency_ttl_seconds,
@@ -98,7 +111,8 @@ def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key:
         raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly",
                                   field=["Idempotency-Key"])
     try:
-        response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue)
+        response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue,
+                           synced=synced)
     except BaseException:
         ctx.store.release_idempotent(account, key)
         raise
