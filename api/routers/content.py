@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import models
-from api.auth import Account
+from api.auth import Account, viewer_of
 from api.context import ApiContext, Ctx
 from api.openapi import errors
 from pipeline.artists import check_readiness, find_artist, list_songs
@@ -78,9 +78,10 @@ async def create_content(
         return await run_in_threadpool(_create_once, body, account, ctx, key)
     # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
     # the write is short and takes one of the store's writer threads
-    artist = await run_in_threadpool(check_request, body, ctx.settings)
+    artist = await run_in_threadpool(lambda: check_request(body, ctx.settings, viewer_of(ctx, account)))
     response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue,
-                                       webhook_url=webhook_target(body, ctx.settings)))
+                                       webhook_url=webhook_target(body, ctx.settings),
+                                       max_active=ctx.settings.max_active_runs_per_account))
     return JSONResponse(response, status_code=202)
 
 
@@ -96,7 +97,8 @@ def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key:
         raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly",
                                   field=["Idempotency-Key"])
     try:
-        response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue)
+        response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue,
+                           viewer=viewer_of(ctx, account))
     except BaseException:
         ctx.store.release_idempotent(account, key)
         raise
@@ -143,14 +145,14 @@ def _check(ok: bool, warn: bool = False) -> dict:
 @router.get("/validate", summary="Is the artist ready for a run?", response_model=models.ValidateResponse,
             responses=errors(400, 401, 404, 429))
 def validate(
-    _account: Account,
+    account: Account,
     ctx: Ctx,
     artist_account_id: Annotated[str | None, Query(description="The artist's account id (see GET /api/artists)",
                                                    examples=["1873859c-dd37-4e9a-9bac-80d3558527a9"])] = None,
 ) -> dict:
     if not (artist_account_id or "").strip():
         raise BadInput("artist_account_id is required", field=["artist_account_id"])
-    artist = find_artist(ctx.settings, artist_account_id or "")
+    artist = find_artist(ctx.settings, artist_account_id or "", viewer_of(ctx, account))
     missing = check_readiness(artist)
     songs = len(list_songs(artist))
     return {
