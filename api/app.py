@@ -7,9 +7,9 @@ serves it alone under /api (the fallback when the UI runs as its own process).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,7 +25,8 @@ from api.openapi import install_openapi, install_redoc
 from api.routers import accounts, artists, content, files, health, runs
 from api.shapes import VERSION
 from pipeline.settings import Settings, get_settings
-from taskqueue.keys import signing_secret
+from taskqueue.background import BackgroundLoop
+from taskqueue.keys import account_for_key, signing_secret
 from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
 from taskqueue.trigger import EnqueueMany
@@ -79,37 +80,23 @@ def create_api(
     install_error_handlers(app)
     # JSON over 1 kB (run lists, the OpenAPI page); Starlette leaves video, images and partial answers alone
     app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)
-    install_limits(app, settings)
+    install_limits(app, settings, account_of=partial(account_for_key, settings=settings, store=ctx.store))
     for module in (content, runs, artists, accounts, files, health):
         app.include_router(module.router)
     return app
 
 
-class Reaper:
+class Reaper(BackgroundLoop):
     """A thread in the server process that marks runs whose worker died (the consumer may be down)."""
 
     def __init__(self, ctx: ApiContext):
+        super().__init__("reaper", max(0.5, ctx.settings.reaper_interval_seconds))
         self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
 
-    def start(self) -> Reaper:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
+    def tick(self) -> None:
         from taskqueue.tasks import reap
 
-        interval = max(0.5, self.ctx.settings.reaper_interval_seconds)
-        while not self._stop.wait(interval):
-            try:
-                reap(self.ctx.settings, self.ctx.store, lambda run_id: self.ctx.enqueue([run_id]))
-            except Exception:
-                log.exception("reaper pass failed; trying again in %s s", interval)
+        reap(self.ctx.settings, self.ctx.store, lambda run_id: self.ctx.enqueue([run_id]))
 
 
 def reaper_lifespan(api: FastAPI) -> Callable[[Any], Any]:

@@ -1,21 +1,26 @@
 """API defences in front of every route: a request body size cap (413) and a per-key rate limit (429).
 
-Both are plain ASGI middleware so they act before FastAPI parses anything. The rate limit is a token
-bucket per API key (or per client address when no key is sent): in this process by default, in Redis
-when REDIS_URL is set so several web servers share one budget per key.
+Both are plain ASGI middleware so they act before FastAPI parses anything. The rate limit counts per
+account (a valid key) or per client address (no key, or a wrong one), with the `limits` library: in
+this process by default, in Redis when REDIS_URL is set so several web servers share one budget.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import SlidingWindowCounterRateLimiter
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -84,81 +89,65 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class Bucket(Protocol):
+class RequestLimiter:
+    """`per_minute` requests per identity per sliding minute, with the `limits` library's sliding-window counter:
+    in this process, or in Redis (REDIS_URL) so every web server of an install shares one budget per identity.
+
+    Memory stays bounded without resetting anyone: an identity is two counters that expire two windows after its
+    last request (MemoryStorage drops them; Redis expires them).
+    """
+
+    def __init__(self, per_minute: int, redis_url: str | None = None, prefix: str = "studio",
+                 window_seconds: int = 60):
+        self.item = RateLimitItemPerSecond(per_minute, window_seconds, namespace=f"{prefix}:ratelimit")
+        self.storage = MemoryStorage()
+        self.memory = SlidingWindowCounterRateLimiter(self.storage)
+        self.shared = None
+        if redis_url:
+            shared = storage_from_string(redis_url, socket_timeout=2, socket_connect_timeout=2, wrap_exceptions=True)
+            self.shared = SlidingWindowCounterRateLimiter(shared)
+
     def take(self, identity: str) -> float:
         """0 when a request may pass now, else the seconds until one may."""
-
-
-@dataclass
-class _Tokens:
-    tokens: float
-    at: float
-
-
-class MemoryBucket:
-    """A token bucket per identity in this process: `per_minute` requests a minute, bursts up to the same."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_identities: int = 100_000):
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.clock = clock
-        self.max_identities = max_identities
-        self._buckets: dict[str, _Tokens] = {}
-        self._lock = threading.Lock()
-
-    def take(self, identity: str) -> float:
-        now = self.clock()
-        with self._lock:
-            if len(self._buckets) > self.max_identities:  # random keys must not grow memory without end
-                self._buckets.clear()
-            bucket = self._buckets.get(identity) or _Tokens(self.capacity, now)
-            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
-            self._buckets[identity] = bucket
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return 0.0
-            return (1.0 - bucket.tokens) / self.rate
-
-
-# KEYS[1] bucket key; ARGV: capacity, rate per second, now (s). Returns the wait in ms (0 = allowed).
-_REDIS_TAKE = """
-local capacity = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or capacity
-local at = tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate * 1000) end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
-redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
-return wait
-"""
-
-
-class RedisBucket:
-    """The same token bucket in Redis (one Lua script, atomic), shared by every web server of an install."""
-
-    def __init__(self, per_minute: int, redis_url: str, prefix: str, fallback: MemoryBucket | None = None):
-        import redis
-
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-        self.script = self.client.register_script(_REDIS_TAKE)
-        self.prefix = prefix
-        self.fallback = fallback or MemoryBucket(per_minute)
-
-    def take(self, identity: str) -> float:
+        limiter = self.shared or self.memory
         try:
-            wait_ms = self.script(keys=[f"{self.prefix}:ratelimit:{identity}"],
-                                  args=[self.capacity, self.rate, time.time()])
-            return int(wait_ms) / 1000.0
+            allowed = limiter.hit(self.item, identity)
         except Exception:  # Redis down must not take the API down: limit per process meanwhile
             log.warning("rate limit: Redis unreachable, limiting in this process", exc_info=True)
-            return self.fallback.take(identity)
+            limiter = self.memory
+            allowed = limiter.hit(self.item, identity)
+        if allowed:
+            return 0.0
+        try:
+            reset = limiter.get_window_stats(self.item, identity).reset_time
+        except Exception:
+            reset = time.time() + 1
+        return max(0.001, reset - time.time())
+
+
+class AccountCache:
+    """Which account a presented key belongs to (None: none), remembered for `ttl` seconds, at most `size` keys."""
+
+    def __init__(self, ttl: float = 30.0, size: int = 10_000):
+        self.ttl, self.size = ttl, size
+        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[bool, str | None]:
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry[0] < time.monotonic():
+                return False, None
+            return True, entry[1]
+
+    def put(self, key: str, account: str | None) -> None:
+        digest = hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+        with self._lock:
+            self._entries[digest] = (time.monotonic() + self.ttl, account)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.size:  # the oldest goes: a cache miss costs a lookup, not fairness
+                self._entries.popitem(last=False)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -168,30 +157,50 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def caller_identity(scope: Scope) -> str:
-    """Whom a request counts against: a hash of the key it presents, else its client address."""
+def presented_key(scope: Scope) -> str | None:
     key = _header(scope, b"x-api-key")
     authorization = _header(scope, b"authorization")
     if key is None and authorization:
         key = authorization.partition(" ")[2].strip() or authorization
-    if key:
-        return "key:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:32]
-    client = scope.get("client") or ("unknown", 0)
-    return f"ip:{client[0]}"
+    return key or None
+
+
+def client_address(scope: Scope) -> str:
+    """The caller's address; IPv6 by its /64, which one subscriber usually holds whole."""
+    host = (scope.get("client") or ("unknown", 0))[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return f"ip:{host}"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
+
+
+AccountOf = Callable[[str], "str | None"]  # a presented key -> its account, None for a wrong key (may do I/O)
 
 
 class RateLimit:
-    """429 with Retry-After once a caller has used up its requests for the minute."""
+    """429 with Retry-After once a caller has used up its requests for the minute.
 
-    def __init__(self, app: ASGIApp, bucket: Bucket | None):
+    A request with a valid key counts against its account (however many keys it has); one without a key, or
+    with a wrong one, against its client address, so rotating made-up keys gets no fresh budget. Which account a
+    key belongs to is remembered for half a minute, so a client's requests cost one key lookup, not two.
+    """
+
+    def __init__(self, app: ASGIApp, limiter: RequestLimiter | None, account_of: AccountOf | None = None):
         self.app = app
-        self.bucket = bucket
+        self.limiter = limiter
+        self.account_of = account_of or (lambda key: None)
+        self.accounts = AccountCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.bucket is None or scope.get("path", "").endswith(UNLIMITED_SUFFIXES):
+        if scope["type"] != "http" or self.limiter is None or scope.get("path", "").endswith(UNLIMITED_SUFFIXES):
             await self.app(scope, receive, send)
             return
-        wait = self.bucket.take(caller_identity(scope))
+        wait = await self._wait(scope)
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
             response = error_response(429, f"Too many requests: try again in {retry_after} s (RATE_LIMIT_PER_MINUTE)",
@@ -200,17 +209,28 @@ class RateLimit:
             return
         await self.app(scope, receive, send)
 
+    async def _wait(self, scope: Scope) -> float:
+        assert self.limiter is not None
+        address = client_address(scope)
+        key = presented_key(scope)
+        if key is None:
+            return self.limiter.take(address)
+        known, account = self.accounts.get(key)
+        if not known:
+            # Looked up even when the address is out of budget: an account behind a shared address (an office,
+            # a carrier's NAT) keeps its own budget while a neighbour floods made-up keys. The flood costs one
+            # indexed read per request, which the key check behind this limit would have made anyway.
+            account = await run_in_threadpool(self.account_of, key)
+            self.accounts.put(key, account)
+        return self.limiter.take(f"account:{account}" if account else address)
 
-def make_bucket(per_minute: int, redis_url: str | None, prefix: str) -> Bucket | None:
-    if per_minute <= 0:
-        return None
-    if redis_url:
-        return RedisBucket(per_minute, redis_url, prefix)
-    return MemoryBucket(per_minute)
+
+def make_limiter(per_minute: int, redis_url: str | None, prefix: str) -> RequestLimiter | None:
+    return RequestLimiter(per_minute, redis_url, prefix) if per_minute > 0 else None
 
 
-def install_limits(app: Any, settings: Any) -> None:
+def install_limits(app: Any, settings: Any, account_of: AccountOf | None = None) -> None:
     """Outermost first: the rate limit answers before the body is even read."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimit, bucket=make_bucket(settings.rate_limit_per_minute, settings.redis_url,
-                                                     settings.queue_name))
+    app.add_middleware(RateLimit, limiter=make_limiter(settings.rate_limit_per_minute, settings.redis_url,
+                                                       settings.queue_name), account_of=account_of)

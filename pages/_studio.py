@@ -303,7 +303,7 @@ def estimate(studio: Studio, *, lipsync: bool, upscale: bool, batch: int) -> Tim
         plan = estimate_request(studio.settings, durations, lipsync=lipsync, upscale=upscale, batch=batch)
     except StudioError as exc:  # a provider setting that cannot work: the page still renders, and says why
         per_video = FALLBACK_SECONDS_PER_VIDEO * (3 if upscale else 1)
-        waves = math.ceil(max(1, batch) / max(1, studio.settings.workers))
+        waves = math.ceil(max(1, batch) / studio.settings.cpu_slots)
         return TimeEstimate(per_video, per_video * waves, f"a rough guess ({exc.message})")
     return TimeEstimate(plan.per_video_seconds, plan.total_seconds, plan.basis)
 

@@ -18,6 +18,7 @@ from pages._uploads import (
 )
 from pipeline.artists import check_readiness
 from pipeline.models import Artist
+from pipeline.repository import mask_url
 from pipeline.settings import DEMO_ARTIST_DIR
 from taskqueue.trigger import sync_artist
 
@@ -89,8 +90,8 @@ def artist_card(artist: Artist) -> None:
                     st.badge("Git", color="blue", icon=":material/cloud_sync:")
             song_names = ", ".join(s.title + (" ♪" if s.lrc_path else "") for s in songs) or "no songs yet"
             st.caption(f"`{artist.account_id}`  \nSongs: {song_names}"
-                       + (f"  \nRepository: `{artist.repository}`" + (f" @ `{artist.ref}`" if artist.ref else "")
-                          if artist.repository else ""))
+                       + (f"  \nRepository: `{mask_url(artist.repository)}`"
+                          + (f" @ `{artist.ref}`" if artist.ref else "") if artist.repository else ""))
             for m in missing:
                 text = f"**{m.file}** — {m.fix}"
                 if m.severity == "required":
@@ -155,7 +156,7 @@ def connect_tab() -> None:
                                    spinner="Cloning the repository…")
         if ok and isinstance(artist, Artist):
             reset_form("repo")
-            ui.flash(f"Connected {artist.name} from {artist.repository}.")
+            ui.flash(f"Connected {artist.name} from {mask_url(artist.repository)}.")
             st.rerun()
 
 

@@ -23,6 +23,7 @@ from pages._studio import (
 from pages._uploads import IMAGE_UPLOAD_TYPES, MAX_IMAGE_MB, Upload, check_image, save_upload_image
 from pipeline.artists import check_readiness
 from pipeline.errors import BadInput
+from pipeline.repository import mask_url
 from pipeline.templates import list_templates, malleable_template
 
 CAPTION_HELP = {
@@ -92,7 +93,7 @@ with form_col:
             else:
                 st.markdown("## :material/person:", width="content")
             st.markdown(f"**{artist.name}**  \n{len(songs)} song{'s' if len(songs) != 1 else ''}"
-                        + (f" · from `{artist.repository}`" if artist.repository else ""))
+                        + (f" · from `{mask_url(artist.repository)}`" if artist.repository else ""))
         readiness_slot = st.empty()
 
     # --- template -----------------------------------------------------------------------------
@@ -213,8 +214,8 @@ with side_col, st.container(border=True, key="create_summary"):
     m1, m2 = st.columns(2)
     m1.metric("Per video", ui.format_estimate(plan.per_video_seconds))
     m2.metric("All done in", ui.format_estimate(plan.total_seconds))
-    st.caption(f"Estimate from {plan.basis}; {settings.workers} video"
-               f"{'s' if settings.workers > 1 else ''} render at a time.")
+    st.caption(f"Estimate from {plan.basis}; {settings.cpu_slots} video"
+               f"{'s' if settings.cpu_slots > 1 else ''} render at a time.")
     count = sum(len(v) for v in problems.values())
     if count:
         st.warning(f"Fix {count} thing{'s' if count > 1 else ''} above to continue.", icon=":material/warning:")

@@ -9,16 +9,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import BadInput, NotFound
 from pipeline.models import Artist, Song
+from pipeline.repository import clone_or_update
 from pipeline.settings import DEMO_ARTIST_DIR, Settings
 
 SONG_EXTENSIONS = (".mp3", ".wav", ".m4a", ".flac", ".ogg")
+MAX_CONTEXT_BYTES = 4000  # of each context text: enough for a prompt, and a bound on what a workspace can make us read
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
 
 
@@ -91,27 +92,32 @@ def sync_repository(artist: Artist, settings: Settings) -> Artist:
         return artist
     dest = settings.data_dir / "workspaces" / artist.account_id
     dest.parent.mkdir(parents=True, exist_ok=True)
-    git = ["git", "-c", "protocol.file.allow=always"]
-    try:
-        if (dest / ".git").exists():
-            subprocess.run([*git, "-C", str(dest), "fetch", "--depth", "1", "origin", artist.ref or "HEAD"],
-                           check=True, capture_output=True, timeout=120)
-            subprocess.run([*git, "-C", str(dest), "reset", "--hard", "FETCH_HEAD"],
-                           check=True, capture_output=True, timeout=60)
-        else:
-            tmp = dest.with_name(dest.name + ".cloning")
-            subprocess.run(["rm", "-rf", str(tmp)], check=True)
-            args = [*git, "clone", "--depth", "1"]
-            if artist.ref:
-                args += ["--branch", artist.ref]
-            subprocess.run([*args, "--", artist.repository, str(tmp)], check=True, capture_output=True, timeout=300)
-            tmp.rename(dest)
-    except subprocess.CalledProcessError as exc:
-        err = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
-        raise BadInput(f"Could not fetch the artist's repository: {err[-1] if err else 'git failed'}") from None
-    except subprocess.TimeoutExpired:
-        raise BadInput("Could not fetch the artist's repository: git timed out") from None
+    clone_or_update(artist.repository, artist.ref, dest, settings)
     return Artist(artist.account_id, artist.slug, artist.name, dest, artist.repository, artist.ref, artist.owner)
+
+
+def workspace_file(artist: Artist, path: Path) -> Path | None:
+    """`path`'s real path when it is a regular file inside the artist's workspace, else None.
+
+    A workspace (a clone, or a folder an admin made) may hold symlinks to anywhere on the server: a key file,
+    /proc/self/environ, /dev/zero. Nothing outside the workspace is ever read.
+    """
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(artist.root.resolve()) or not real.is_file():
+        return None
+    return real
+
+
+def read_workspace_text(artist: Artist, path: Path, max_bytes: int) -> str:
+    """At most `max_bytes` of a workspace text file ("" when absent or outside the workspace)."""
+    real = workspace_file(artist, path)
+    if real is None:
+        return ""
+    with open(real, "rb") as f:  # read no more than the cap: a huge file must not fill the worker's memory
+        return f.read(max_bytes).decode("utf-8-sig", errors="replace")
 
 
 def list_songs(artist: Artist) -> list[Song]:
@@ -121,15 +127,15 @@ def list_songs(artist: Artist) -> list[Song]:
     if not songs_dir.is_dir():
         return []
     for path, linked in _song_files(songs_dir):
-        # a symlinked file may point out of the workspace
-        if linked and path.resolve().parent not in (songs_dir.resolve(), (songs_dir / path.stem).resolve()):
+        # a symlink (the file, its folder or songs/ itself) may point out of the workspace
+        if linked and workspace_file(artist, path) is None:
             continue
         slug = path.stem
         lrc = path.with_suffix(".lrc")
         found.setdefault(
             slug.lower(),
             Song(slug=slug, title=slug.replace("-", " ").replace("_", " ").title(), path=path,
-                 lrc_path=lrc if lrc.exists() else None),
+                 lrc_path=lrc if lrc.exists() and workspace_file(artist, lrc) else None),
         )
     return list(found.values())
 
@@ -145,17 +151,18 @@ def _song_files(songs_dir: Path) -> list[tuple[Path, bool]]:
     def is_song(entry: os.DirEntry[str]) -> bool:
         return os.path.splitext(entry.name)[1].lower() in SONG_EXTENSIONS and entry.is_file()
 
+    top_linked = songs_dir.is_symlink()
     with os.scandir(songs_dir) as top:
         for entry in top:
             if entry.is_dir():
                 try:
                     with os.scandir(entry.path) as inner:
-                        files += [(Path(e.path), e.is_symlink()) for e in inner
+                        files += [(Path(e.path), top_linked or entry.is_symlink() or e.is_symlink()) for e in inner
                                   if os.path.splitext(e.name)[0] == entry.name and is_song(e)]
                 except OSError:
                     continue  # an unreadable folder holds no song we can use
             elif is_song(entry):
-                files.append((Path(entry.path), entry.is_symlink()))
+                files.append((Path(entry.path), top_linked or entry.is_symlink()))
     return sorted(files)
 
 
@@ -183,7 +190,7 @@ class Missing:
 def check_readiness(artist: Artist, *, has_song_urls: bool = False, has_images: bool = False) -> list[Missing]:
     """What the artist lacks, each with a one-line fix; required items block a run unless overridden."""
     missing: list[Missing] = []
-    if not has_images and not artist.face_guide.is_file():
+    if not has_images and checked_face_guide(artist) is None:
         missing.append(Missing("context/images/face-guide.png", "required",
                                "Add a clear, front-facing photo of the artist as context/images/face-guide.png "
                                "(or pass `images`).", "Face guide: the artist's face in every image"))
@@ -203,11 +210,14 @@ def check_readiness(artist: Artist, *, has_song_urls: bool = False, has_images: 
 
 
 def read_context(artist: Artist) -> tuple[str, str]:
-    """The artist and audience context texts (empty when absent), capped to keep prompts small."""
-    def read(p: Path) -> str:
-        return p.read_text(encoding="utf-8", errors="replace")[:4000] if p.is_file() else ""
+    """The artist and audience context texts (empty when absent or outside the workspace), capped."""
+    return (read_workspace_text(artist, artist.artist_context, MAX_CONTEXT_BYTES),
+            read_workspace_text(artist, artist.audience_context, MAX_CONTEXT_BYTES))
 
-    return read(artist.artist_context), read(artist.audience_context)
+
+def checked_face_guide(artist: Artist) -> Path | None:
+    """The artist's face guide when it is a file inside the workspace."""
+    return workspace_file(artist, artist.face_guide)
 
 
 def is_valid_slug(slug: str) -> bool:

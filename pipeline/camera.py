@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import RenderError
-from pipeline.ffmpeg import ffmpeg_exe
+from pipeline.ffmpeg import IMAGE_FORMATS, ffmpeg_exe, input_args
 from pipeline.models import MotionPlan
 
 OVERSAMPLE = 1.25  # the still's working copy, relative to the output: every plan zooms at most ~1.25x
@@ -112,7 +112,8 @@ def load_still(path: Path, size: tuple[int, int], ffmpeg: str | None = None) -> 
     """Decode, resize (lanczos) and convert the still once, through ffmpeg, so its colour handling is the
     encoder's."""
     sw, sh = size
-    cmd = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1",
+    cmd = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error", *input_args(path, IMAGE_FORMATS),
+           "-frames:v", "1",
            "-vf", f"scale={sw}:{sh}:flags=lanczos:out_color_matrix=bt709:out_range=tv,format=yuv420p",
            "-f", "rawvideo", "pipe:1"]
     proc = subprocess.run(cmd, capture_output=True, timeout=120)

@@ -10,15 +10,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import BadInput
+from pipeline.image_file import open_image
 from pipeline.models import FaceBox
 
 DETECT_MAX_SIDE = 1024  # Haar detection is slow and no better on huge images; faces are found on a copy this size
-MAX_IMAGE_PIXELS = 150_000_000  # Pillow refuses images over twice this (decompression bombs)
 MIN_FACE_FRACTION = 0.06  # ignore "faces" smaller than this share of the shorter side (texture false positives)
 _CASCADE = "haarcascade_frontalface_default.xml"
-
-
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +36,7 @@ def load_upright(image: Path | Image.Image, max_side: int | None = None) -> tupl
         full = _upright_size(img)
     else:
         try:
-            img = Image.open(image)
+            img = open_image(image, Path(image).name)  # over the pixel limit: BadInput before decoding
             full = _upright_size(img)
             if max_side:
                 img.draft("RGB", (max_side, max_side))

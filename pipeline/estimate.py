@@ -44,7 +44,7 @@ class Estimate:
 
 def estimate_seconds(settings: Settings, *, lipsync: bool = False, upscale: bool = False, batch: int = 1,
                      clip_seconds: float | None = None) -> Estimate:
-    """Seconds for one video and for `batch` of them, with `settings.workers` runs at a time."""
+    """Seconds for one video and for `batch` of them, with `settings.cpu_slots` runs at a time."""
     services = chosen_services(settings)
     clip = clip_seconds or settings.clip_seconds or DEFAULT_CLIP_SECONDS
     steps: dict[str, float] = {"prepare": LOCAL_PREP_SECONDS}
@@ -62,7 +62,7 @@ def estimate_seconds(settings: Settings, *, lipsync: bool = False, upscale: bool
     render = clip * LOCAL_RENDER_SECONDS_PER_CLIP_SECOND * (UPSCALED_RENDER_FACTOR if upscale else 1.0)
     steps["render"] = round(render, 1)
     per_video = round(sum(steps.values()), 1)
-    waves = math.ceil(max(1, batch) / max(1, settings.workers))
+    waves = math.ceil(max(1, batch) / settings.cpu_slots)
     return Estimate(per_video_seconds=per_video, total_seconds=round(per_video * waves, 1), steps=steps,
                     providers=dict(services))
 
@@ -129,7 +129,7 @@ def estimate_request(settings: Settings, durations: list[float], *, lipsync: boo
         basis = f"the median of the last {len(durations)} comparable runs here"
     else:
         per_video, basis = guess.per_video_seconds, "a first guess from the chosen providers (no comparable runs yet)"
-    workers = max(1, settings.workers)
+    workers = settings.cpu_slots
     total = per_video * math.ceil(max(1, batch) / workers)
     return RequestEstimate(workflows=flows, per_video_seconds=round(per_video, 1), total_seconds=round(total, 1),
                            basis=basis, sample_size=len(durations), workers=workers, seconds_by_step=guess.steps)

@@ -156,19 +156,39 @@ class Fetcher:
     cache_dir: Path
     limits: FetchLimits = field(default_factory=FetchLimits)
     resolve: Resolver = resolve_host  # the DNS lookup (tests pass one that answers like a rebinding server)
+    check: Callable[[], None] = lambda: None  # raises when the run is cancelled or out of time (between fetches)
+    run_seconds: float | None = None  # all of this Fetcher's (one run's) downloads together; None: no such bound
+    run_deadline: float | None = None  # set by the first download
+
+    def _deadline(self, url: str, field_name: str) -> float:
+        """This download's deadline: its own time limit, within what is left of the run's."""
+        self.check()
+        now = time.monotonic()
+        if self.run_deadline is None and self.run_seconds is not None:
+            self.run_deadline = now + self.run_seconds
+        if self.run_deadline is None:
+            return now + self.limits.timeout_seconds
+        if now >= self.run_deadline:
+            raise FetchError(f"{url} was not fetched: the run's downloads took longer than the "
+                             f"{self.run_seconds:g} s allowed (FETCH_RUN_TIMEOUT_SECONDS)", field=[field_name])
+        return min(now + self.limits.timeout_seconds, self.run_deadline)
 
     def fetch(self, url: str, *, field_name: str = "url", suffix: str = "") -> Path:
         dest = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
         if dest.exists():
+            os.utime(dest)  # used now: the cache's least-recently-used eviction keeps it (taskqueue/housekeeping)
             return dest
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.limits.timeout_seconds
-        timeout = httpx.Timeout(self.limits.timeout_seconds)
+        deadline = self._deadline(url, field_name)
+        timeout = httpx.Timeout(deadline - time.monotonic())
         current = url
         transport = pinned_transport(self.limits, self.resolve, field_name)
         with httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": self.limits.user_agent},
                           trust_env=False, transport=transport) as client:
             for _ in range(MAX_REDIRECTS + 1):
+                self.check()
+                if time.monotonic() > deadline:
+                    raise FetchError(self._late(url), field=[field_name])
                 check_url(current, self.limits, field_name, self.resolve)
                 try:
                     with client.stream("GET", current) as resp:
@@ -182,11 +202,16 @@ class Fetcher:
                             raise FetchError(self._too_big(url), field=[field_name])
                         return self._save(resp, dest, url, field_name, deadline)
                 except httpx.TimeoutException:
-                    raise FetchError(f"{url} did not answer within {self.limits.timeout_seconds:g} s",
-                                     field=[field_name]) from None
+                    raise FetchError(self._late(url), field=[field_name]) from None
                 except httpx.HTTPError as exc:
                     raise FetchError(f"{url} could not be fetched ({type(exc).__name__})", field=[field_name]) from None
         raise FetchError(f"{url} redirected more than {MAX_REDIRECTS} times", field=[field_name])
+
+    def _late(self, url: str, what: str = "answer") -> str:
+        if self.run_deadline is not None and time.monotonic() >= self.run_deadline:
+            return (f"{url} did not {what} within the {self.run_seconds:g} s allowed for all of the run's "
+                    "downloads (FETCH_RUN_TIMEOUT_SECONDS)")
+        return f"{url} did not {what} within {self.limits.timeout_seconds:g} s"
 
     def _too_big(self, url: str) -> str:
         return f"{url} is larger than the {self.limits.max_bytes // (1024 * 1024)} MB limit"
@@ -201,8 +226,7 @@ class Fetcher:
                     if total > self.limits.max_bytes:
                         raise FetchError(self._too_big(url), field=[field_name])
                     if time.monotonic() > deadline:
-                        raise FetchError(f"{url} did not finish within {self.limits.timeout_seconds:g} s",
-                                         field=[field_name])
+                        raise FetchError(self._late(url, "finish"), field=[field_name])
                     out.write(chunk)
             if total == 0:
                 raise FetchError(f"{url} returned an empty body", field=[field_name])

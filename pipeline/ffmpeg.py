@@ -35,6 +35,21 @@ def ffmpeg_exe(configured: str | None = None) -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# What an input file may be opened as. A fetched or committed "song" that is really a DASH or HLS manifest or a
+# concat script makes ffmpeg open the files or URLs it names (and the video carries their content), so inputs get
+# plain containers only, from local files and pipes only.
+AUDIO_FORMATS = ("mp3", "wav", "w64", "mov", "flac", "ogg", "aac", "matroska")  # "mov" is ffmpeg's mp4/m4a demuxer
+VIDEO_FORMATS = ("mov", "matroska")
+IMAGE_FORMATS = ("image2", "png_pipe", "jpeg_pipe", "webp_pipe")
+MEDIA_FORMATS = tuple(dict.fromkeys(AUDIO_FORMATS + VIDEO_FORMATS))
+INPUT_PROTOCOLS = "file,pipe"
+
+
+def input_args(path: Path | str, formats: Sequence[str] = MEDIA_FORMATS) -> list[str]:
+    """`-i path` opened with only these demuxers and only the file and pipe protocols."""
+    return ["-protocol_whitelist", INPUT_PROTOCOLS, "-format_whitelist", ",".join(formats), "-i", str(path)]
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     duration: float | None
@@ -95,17 +110,17 @@ def parse_probe(stderr: str) -> MediaInfo:
     )
 
 
-def probe(path: Path | str, ffmpeg: str | None = None) -> MediaInfo:
-    """Probe a media file without ffprobe."""
+def probe(path: Path | str, ffmpeg: str | None = None, formats: Sequence[str] = MEDIA_FORMATS) -> MediaInfo:
+    """Probe a media file without ffprobe; a file of any other format reads as holding nothing."""
     exe = ffmpeg_exe(ffmpeg)
     proc = subprocess.run(
-        [exe, "-hide_banner", "-nostdin", "-i", str(path)],
+        [exe, "-hide_banner", "-nostdin", *input_args(path, formats)],
         capture_output=True,
         text=True,
         errors="replace",
         timeout=60,
     )
-    if "Invalid data found" in proc.stderr or "No such file" in proc.stderr:
+    if any(sign in proc.stderr for sign in ("Invalid data found", "No such file", "not on whitelist")):
         raise BadInput(f"{Path(path).name} is not a media file ffmpeg can read")
     return parse_probe(proc.stderr)
 
@@ -124,7 +139,7 @@ def decode_audio(
         args += ["-ss", f"{start:.3f}"]
     if duration is not None:
         args += ["-t", f"{duration:.3f}"]
-    args += ["-i", str(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
+    args += [*input_args(path), "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
     proc = subprocess.run(args, capture_output=True, timeout=600)
     if proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -139,7 +154,7 @@ def measure_loudness(path: Path | str, *, start: float = 0.0, duration: float | 
     args = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-nostats", "-ss", f"{max(0.0, start):.3f}"]
     if duration is not None:
         args += ["-t", f"{duration:.3f}"]
-    args += ["-i", str(path), "-map", "0:a:0", "-af", "aformat=channel_layouts=stereo,ebur128=framelog=quiet",
+    args += [*input_args(path), "-map", "0:a:0", "-af", "aformat=channel_layouts=stereo,ebur128=framelog=quiet",
              "-f", "null", "-"]
     proc = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=600)
     if proc.returncode != 0:
@@ -163,7 +178,7 @@ def decode_frames(
     ffmpeg: str | None = None,
 ) -> list[np.ndarray]:
     """Decode RGB frames (all, or the ones nearest the given times) as HxWx3 uint8 arrays."""
-    info = probe(path, ffmpeg)
+    info = probe(path, ffmpeg, VIDEO_FORMATS + IMAGE_FORMATS)
     w, h = width or info.width, height or info.height
     if not w or not h:
         raise BadInput(f"{Path(path).name} has no video")
@@ -173,7 +188,7 @@ def decode_frames(
         args = [ffmpeg_exe(ffmpeg), "-hide_banner", "-nostdin", "-v", "error"]
         if t is not None:
             args += ["-ss", f"{t:.3f}"]
-        args += ["-i", str(path)]
+        args += input_args(path, VIDEO_FORMATS + IMAGE_FORMATS)
         if t is not None:
             args += ["-frames:v", "1"]
         args += ["-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]

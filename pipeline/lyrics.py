@@ -16,6 +16,7 @@ from pipeline.providers.base import Transcriber
 
 LAST_LINE_SECONDS = 6.0  # the last line has no successor to end it
 MAX_LINE_SECONDS = 10.0  # a line before a long instrumental gap is not sung through the whole gap
+MAX_LRC_BYTES = 256 * 1024  # read of an .lrc (the UI's upload cap): lyrics are never bigger
 
 _TIME_TAG = re.compile(r"\[(\d{1,3}):(\d{1,2}(?:[.:]\d{1,3})?)\]")
 _OFFSET_TAG = re.compile(r"^\s*\[offset:\s*([+-]?\d+)\s*\]\s*$", re.IGNORECASE)
@@ -112,7 +113,8 @@ def load_lyrics(song: Song, transcriber: Transcriber | None = None) -> list[Lyri
     An `.lrc` without any time tags (plain lyrics) tells nothing about timing, so it counts as absent.
     """
     if song.lrc_path is not None and song.lrc_path.is_file():
-        lines = parse_lrc(song.lrc_path.read_text(encoding="utf-8-sig", errors="replace"))
+        with open(song.lrc_path, "rb") as f:  # at most the cap: an endless or huge file must not fill memory
+            lines = parse_lrc(f.read(MAX_LRC_BYTES).decode("utf-8-sig", errors="replace"))
         if lines:
             return lines
     if transcriber is not None:

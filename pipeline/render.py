@@ -24,7 +24,7 @@ from pipeline.camera import CameraPath, StillPlanes, camera_path, load_still, wo
 from pipeline.caption_layer import CaptionLayer, rasterise_caption, with_caption
 from pipeline.encoder import Encoder, choose_encoder, why_not, x264
 from pipeline.errors import BadInput, RenderError
-from pipeline.ffmpeg import measure_loudness, probe, run_ffmpeg
+from pipeline.ffmpeg import input_args, measure_loudness, probe, run_ffmpeg
 from pipeline.models import MotionPlan, StyledImage
 from pipeline.settings import EncoderChoice
 
@@ -57,7 +57,7 @@ class RenderJob:
     fade_in: float = 0.4
     fade_out: float = 0.8
     ffmpeg: str | None = None
-    video_source: Path | None = None  # a provider's clip used instead of the still (looped or trimmed to fit)
+    video_source: Path | None = None  # a provider's clip used instead of the still (trimmed to fit)
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
 
     @property
@@ -113,7 +113,8 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     w, h, fps = job.width, job.height, job.fps
     args: list[str] = [*encoder.before_inputs]
     if job.video_source is not None:
-        args += ["-stream_loop", "-1", "-t", dur, "-i", str(job.video_source)]
+        # never looped: run_video made the clip as long as the video, or the video as short as the clip
+        args += ["-t", dur, *input_args(job.video_source)]
         video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
                  f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p")
     else:
@@ -128,7 +129,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     if from_video:
         audio_in = "[0:a]"
     else:
-        args += ["-ss", f"{max(0.0, job.clip_start):.3f}", "-t", dur, "-i", str(job.audio_path)]
+        args += ["-ss", f"{max(0.0, job.clip_start):.3f}", "-t", dur, *input_args(job.audio_path)]
         audio_in = "[1:a]"
 
     graph = []

@@ -5,6 +5,7 @@ Everything is decided from the plan and its seed, so a run can be reproduced and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from pipeline.choose_clip import choose_clip
 from pipeline.choose_face_guide import choose_face_guide
 from pipeline.errors import Cancelled, StudioError
 from pipeline.fetch import Fetcher, limits_from_settings
+from pipeline.fill_clip import cut_points, fill_clip
 from pipeline.lyrics import load_lyrics
 from pipeline.models import ProgressCallback, RunPlan
 from pipeline.plan_motion import plan_motion
@@ -98,7 +100,8 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
     template: Template = load_template(plan.template_id) if plan.template_id else malleable_template()
     rng = random.Random(plan.seed)
     tracker = _Progress(progress, should_cancel)
-    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings))
+    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings), check=tracker.check,
+                      run_seconds=settings.fetch_run_timeout_seconds)
     ffmpeg = settings.ffmpeg_binary
     scale = 2 if plan.upscale else 1
     width, height = settings.output_width * scale, settings.output_height * scale
@@ -130,7 +133,17 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
             audio_clip = (cut_clip_audio(song.path, clip.start, clip.duration, work / "clip.m4a", ffmpeg)
                           if plan.lipsync and wants_audio_clip(providers.video) else None)
             video_source = providers.video.make(image, motion_prompt, duration=clip.duration,
-                                                audio_clip=audio_clip, out_path=work / "source.mp4")
+                                                audio_clip=audio_clip, out_path=work / "source.mp4",
+                                                cut_points=cut_points(clip, analysis))
+            video_fill = None
+            if video_source:  # a model clip shorter than the video is never looped (pipeline/fill_clip.py)
+                fill = fill_clip(providers.video, video_source, clip=clip,
+                                 beats=[b - clip.start for b in analysis.beats],
+                                 mode="end" if audio_clip else settings.remote_video_fill, prompt=motion_prompt,
+                                 fps=settings.fps, ffmpeg=ffmpeg, work=work)
+                video_source, clip = fill.video, dataclasses.replace(clip, duration=fill.duration)
+                fitted = getattr(providers.video, "note", None)
+                video_fill = {**fill.note, **({"modelLimits": fitted} if fitted else {})}
             if plan.upscale and providers.upscaler is not None:
                 if video_source:
                     video_source = providers.upscaler.upscale_video(video_source, work / "source-upscaled.mp4")
@@ -192,6 +205,7 @@ def run_video(plan: RunPlan, settings: Settings, *, progress: ProgressCallback |
             "motionStyle": motion.style,
             "motionPrompt": motion_prompt,
             "audioReactive": motion.audio_reactive,
+            "videoFill": video_fill,
             "faceGuide": str(face_guide.name) if face_guide else None,
             "width": width,
             "height": height,

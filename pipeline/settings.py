@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,12 @@ FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
 ProviderChoice = Literal["local", "openai", "fal", "auto"]
+# Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
+# of stored outputs and template samples, the UI's uploads, and the artists' repository clones.
+# CACHE_MAX_MB='{"downloads": 500}' changes one of them.
+DEFAULT_CACHE_MAX_MB = {"cache/downloads": 2048, "cache/remote-results": 2048, "cache/analysis": 256,
+                        "cache/transcripts": 256, "cache/outputs": 2048, "cache/samples": 64, "uploads": 2048,
+                        "workspaces": 8192}
 EncoderChoice = Literal["auto", "libx264", "h264_nvenc", "h264_vaapi"]
 
 
@@ -82,18 +89,35 @@ class Settings(BaseSettings):
     provider_backoff_seconds: float = 2.0  # first wait between tries; doubles each time
     provider_poll_seconds: float = 2.0  # how often a queued job's status is asked
     fallback_to_local: bool = False  # a failed remote step runs locally instead, and the run says so
+    fal_max_in_flight: int = 10  # fal jobs one consumer has submitted and not yet fetched (fal rate-limits)
+    openai_max_in_flight: int = 10  # OpenAI requests one consumer has open at once
+    # A provider's clip shorter than the video: `end` ends the video with the clip (as the original does);
+    # `chain` asks for a second clip from the first one's last frame and cuts it on a beat. Never a loop.
+    remote_video_fill: Literal["end", "chain"] = "end"
+    # A lip-sync clip longer than the model takes: `segments` sends pieces that fit, cut at lyric-line or beat
+    # boundaries and joined (the song's audio stays whole); `shorten` cuts the clip to the model's limit.
+    remote_lipsync_long: Literal["segments", "shorten"] = "segments"
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024
-    fetch_timeout_seconds: float = 20.0
+    fetch_timeout_seconds: float = 20.0  # one URL, its redirects included
+    fetch_run_timeout_seconds: float = 120.0  # all of one run's downloads together (songs and images)
     fetch_allow_hosts: list[str] = Field(default_factory=list)  # private hosts allowed (self-hosting, tests)
+
+    # Artist git repositories (pipeline/repository.py): https only unless these allow more
+    repository_allow_ssh: bool = False  # also ssh:// and git@host: addresses
+    repository_allow_file: bool = False  # also file:// (repositories on this machine: tests, a local mirror)
+    repository_max_bytes: int = 1024 * 1024 * 1024  # a clone over this is stopped and removed
+    repository_timeout_seconds: float = 120.0  # one clone or fetch; past it the request gets 503
+    repository_lock_wait_seconds: float = 15.0  # how long a request waits for another's fetch of the same artist
 
     # Queue, run store, server
     database_url: str | None = None  # default: sqlite in DATA_DIR
     migrations_dir: Path | None = None  # the run store's Alembic revisions; default: the bundled taskqueue/migrations
     redis_url: str | None = None  # set: RedisHuey instead of SqliteHuey
     queue_name: str = "studio"  # the Huey queue's name (separate installs can share one Redis)
-    workers: int = 1
+    workers: int = 0  # runs doing local CPU work (render, analysis) at once in one consumer; 0: the CPU count
+    runs_in_flight: int = 30  # runs one consumer holds at once: their remote waits overlap, CPU work takes turns
     run_timeout_seconds: int = 900
     heartbeat_seconds: float = 5.0
     crash_after_seconds: float = 60.0
@@ -135,6 +159,13 @@ class Settings(BaseSettings):
     trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_active_runs_per_account: int = 60  # queued + running; a create that would pass it is refused whole (429)
 
+    # The disk: caches are capped (least recently used go first, by the worker's periodic task), outputs are
+    # kept for ever unless a retention is set, idempotency keys are forgotten after a day
+    cache_max_mb: dict[str, int] = Field(default_factory=dict)  # per cache folder, over DEFAULT_CACHE_MAX_MB
+    output_retention_days: float = 0.0  # 0: finished runs' files are kept for ever; else deleted (run EXPIRED)
+    idempotency_ttl_seconds: float = 24 * 3600.0  # an Idempotency-Key is remembered this long
+    idempotency_pending_seconds: float = 300.0  # a key still "pending" after this (its server died) is released
+
     # API defences
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
@@ -160,12 +191,26 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def cpu_slots(self) -> int:
+        """How many runs of a consumer do local CPU work at once (WORKERS, else one per core)."""
+        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+
+    @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def cache_caps(self) -> dict[Path, int]:
+        """{cache folder: its cap in bytes}; CACHE_MAX_MB names a folder by its last part ("downloads")."""
+        caps = {}
+        for folder, mb in DEFAULT_CACHE_MAX_MB.items():
+            name = folder.rsplit("/", 1)[-1]
+            caps[self.data_dir / folder] = int(self.cache_max_mb.get(name, mb)) * 1024 * 1024
+        return caps
 
     @property
     def sqlalchemy_url(self) -> str:

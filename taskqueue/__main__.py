@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="start the web server (UI + API) and a worker; Ctrl-C stops both")
-    sub.add_parser("worker", help="start a Huey consumer only (process workers, WORKERS of them)")
+    sub.add_parser("worker", help="start a Huey consumer only (RUNS_IN_FLIGHT runs, WORKERS of them on the CPU)")
     sub.add_parser("migrate", help="bring the run store's tables to this code's schema (serve and worker do it too)")
 
     trig = sub.add_parser("trigger", help="queue videos for an artist and print the runIds")
@@ -256,12 +256,13 @@ def cmd_worker(settings: Settings) -> int:
         reap(settings, store)
         recover_queue(store)
     finally:
-        store.close()  # forked workers open their own connections
-    consumer = huey.create_consumer(
-        workers=max(1, settings.workers), worker_type="process", initial_delay=0.1, max_delay=1.0,
-        backoff=1.15, check_worker_health=True, health_check_interval=5, periodic=True,
-    )
-    consumer.run()
+        store.close()  # the workers use the process's own store (taskqueue.tasks.process_store)
+    from taskqueue.consumer import make_consumer, put_back_runs_in_flight
+    from taskqueue.tasks import stop_worker_heartbeat
+
+    make_consumer(huey, settings).run()
+    put_back_runs_in_flight(STOP_GRACE_SECONDS - 5)  # after SIGTERM: runs in flight go back to the queue
+    stop_worker_heartbeat()  # its row goes now, not an hour later (a thread still in a run kept it)
     return 0
 
 

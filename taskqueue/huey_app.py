@@ -1,6 +1,6 @@
 """The Huey instance: Huey on SQLite in DATA_DIR by default (no server), RedisHuey when REDIS_URL is set.
 
-Consumers: `python -m taskqueue worker`, or `huey_consumer taskqueue.huey_app.huey -k process -w N`.
+Consumers: `python -m taskqueue worker` (thread workers with CPU slots: taskqueue/consumer.py).
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ log = logging.getLogger("taskqueue.store")
 
 QUEUED, EXECUTING, COMPLETED, FAILED = "QUEUED", "EXECUTING", "COMPLETED", "FAILED"
 CANCELED, CRASHED, TIMED_OUT = "CANCELED", "CRASHED", "TIMED_OUT"
-STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT)
-FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT})
+EXPIRED = "EXPIRED"  # a COMPLETED run whose files OUTPUT_RETENTION_DAYS removed (the original's status)
+STATUSES = (QUEUED, EXECUTING, COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT, EXPIRED)
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELED, CRASHED, TIMED_OUT, EXPIRED})
 
 # What the code reads and writes. A change here needs a revision in taskqueue/migrations (see its README.md).
 metadata = MetaData()
@@ -474,6 +475,18 @@ class RunStore:
         with self.engine.connect() as conn:
             return [_row_to_run(r) for r in conn.execute(query)]
 
+    def completed_before(self, before: float) -> list[str]:
+        """Runs that completed before `before` (epoch seconds) and still have their files."""
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.status == COMPLETED,
+                                                                       runs.c.finished_at < before))]
+
+    def expire(self, run_id: str, message: str) -> bool:
+        """COMPLETED -> EXPIRED once its files are gone; the output says so and links nothing."""
+        return self._update(run_id, runs.c.status == COMPLETED, status=EXPIRED,
+                            output={"expired": True, "message": message},
+                            error={"stage": "retention", "message": message})
+
     def ids_with_status(self, status: str) -> list[str]:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(runs.c.id).where(runs.c.status == status))]
@@ -598,27 +611,49 @@ class RunStore:
 
     # --- idempotency keys -----------------------------------------------------------------------
 
-    def begin_idempotent(self, owner: str, key: str, body_hash: str) -> tuple[str, dict | None]:
+    def begin_idempotent(self, owner: str, key: str, body_hash: str, *, ttl: float = 24 * 3600.0,
+                         pending_timeout: float = 300.0) -> tuple[str, dict | None]:
         """Reserve `key` for this request: (IDEMPOTENCY_NEW, None) for the first request, (IDEMPOTENCY_REPLAY,
         response) for a finished one with the same body, IDEMPOTENCY_MISMATCH for another body and
-        IDEMPOTENCY_PENDING while the first is still being handled."""
-        try:
-            with self._write() as conn, conn.begin():
-                conn.execute(insert(idempotency_keys).values(owner=owner, key=key, body_hash=body_hash,
-                                                             response=None, created_at=self.clock()))
-            return IDEMPOTENCY_NEW, None
-        except IntegrityError:
-            pass
-        with self.engine.connect() as conn:
-            row = conn.execute(select(idempotency_keys.c.body_hash, idempotency_keys.c.response)
-                               .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)).first()
-        if row is None:  # released between our insert and this read: the caller may simply try again
+        IDEMPOTENCY_PENDING while the first is still being handled.
+
+        A key older than `ttl` is forgotten, and one still pending after `pending_timeout` (its server died
+        mid-request) is released: either is taken as new instead of answering 409 for ever.
+        """
+        for _ in range(2):
+            try:
+                with self._write() as conn, conn.begin():
+                    conn.execute(insert(idempotency_keys).values(owner=owner, key=key, body_hash=body_hash,
+                                                                 response=None, created_at=self.clock()))
+                return IDEMPOTENCY_NEW, None
+            except IntegrityError:
+                pass
+            with self.engine.connect() as conn:
+                row = conn.execute(select(idempotency_keys.c.body_hash, idempotency_keys.c.response,
+                                          idempotency_keys.c.created_at)
+                                   .where(idempotency_keys.c.owner == owner, idempotency_keys.c.key == key)).first()
+            if row is None:  # released between our insert and this read: the caller may simply try again
+                return IDEMPOTENCY_PENDING, None
+            age = self.clock() - row[2]
+            if not (age > ttl or (row[1] is None and age > pending_timeout)):
+                break
+            with self._write() as conn, conn.begin():  # only that row: a newer holder of the key keeps it
+                conn.execute(delete(idempotency_keys).where(idempotency_keys.c.owner == owner,
+                                                            idempotency_keys.c.key == key,
+                                                            idempotency_keys.c.created_at == row[2]))
+        else:
             return IDEMPOTENCY_PENDING, None
         if row[0] != body_hash:
             return IDEMPOTENCY_MISMATCH, None
         if row[1] is None:
             return IDEMPOTENCY_PENDING, None
         return IDEMPOTENCY_REPLAY, row[1]
+
+    def expire_idempotency(self, older_than: float) -> int:
+        """Forget keys made more than `older_than` seconds ago (the periodic task); how many went."""
+        with self._write() as conn, conn.begin():
+            return conn.execute(delete(idempotency_keys)
+                                .where(idempotency_keys.c.created_at < self.clock() - older_than)).rowcount
 
     def finish_idempotent(self, owner: str, key: str, response: dict) -> None:
         with self._write() as conn, conn.begin():

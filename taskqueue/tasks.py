@@ -2,6 +2,7 @@
 
 The run store is the truth: a task first claims its run (QUEUED -> EXECUTING, atomically), so a
 duplicate queue message or a cancelled run is skipped; every outcome ends in one final status.
+Many runs share a consumer process (threads, taskqueue/consumer.py); their CPU work takes turns.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import errno
 import logging
 import os
 import shutil
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from huey import crontab
@@ -23,7 +24,10 @@ from huey.exceptions import TaskTimeout
 
 from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
+from pipeline.providers.waits import run_cancel_check
 from pipeline.settings import Settings, get_settings
+from taskqueue.background import BackgroundLoop
+from taskqueue.housekeeping import tidy
 from taskqueue.huey_app import enqueue_all, huey
 from taskqueue.storage import Storage, make_storage
 from taskqueue.store import (
@@ -47,7 +51,10 @@ DISK_ERRORS = {
     errno.EACCES: "The output folder is not writable (permission denied); DATA_DIR must be writable",
     errno.EFBIG: "A file grew past the size the system allows (File too large)",
 }
-HARD_TIMEOUT_GRACE_SECONDS = 15  # Huey's own timeout, a backstop for a step that never polls should_cancel
+# Huey's own task timeout: only a plain `huey_consumer -k process` enforces it; our thread consumer relies on
+# the run monitor's deadline, remote requests that are left behind at it (waits.wait_cancellable) and ffmpeg's
+# own time-outs.
+HARD_TIMEOUT_GRACE_SECONDS = 15
 OUTPUT_FILES = {"video": "video.mp4", "poster": "poster.jpg", "image": "image.jpg", "meta": "meta.json"}
 # The video goes last: once it is in storage, everything the run made is there.
 PUT_ORDER = ("poster", "image", "meta", "video")
@@ -143,51 +150,37 @@ class ProgressWriter:
         return self.timeline
 
 
-class RunMonitor:
+class RunMonitor(BackgroundLoop):
     """A thread beside the run: heartbeat, the owner's cancel flag, and the per-run deadline."""
 
     def __init__(self, store: RunStore, run_id: str, worker: str, *, heartbeat_seconds: float,
                  timeout_seconds: float, poll_seconds: float = 0.5):
+        super().__init__(f"monitor-{run_id}", min(poll_seconds, heartbeat_seconds))
         self.store, self.run_id, self.worker = store, run_id, worker
         self.heartbeat_seconds = heartbeat_seconds
-        self.poll_seconds = min(poll_seconds, heartbeat_seconds)
         self.deadline = time.monotonic() + timeout_seconds
         self.timeout_seconds = timeout_seconds
         self.cancelled = threading.Event()
         self.timed_out = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"monitor-{run_id}", daemon=True)
-
-    def start(self) -> RunMonitor:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self.next_heartbeat = time.monotonic() + heartbeat_seconds
+        self.next_cancel_check = 0.0
 
     def should_stop(self) -> bool:
         if time.monotonic() >= self.deadline:
             self.timed_out.set()
-        return self.cancelled.is_set() or self.timed_out.is_set()
+        return self.cancelled.is_set() or self.timed_out.is_set() or shutting_down.is_set()
 
-    def _loop(self) -> None:
-        next_heartbeat = time.monotonic() + self.heartbeat_seconds
-        next_cancel_check = 0.0
-        while not self._stop.wait(self.poll_seconds):
-            now = time.monotonic()
-            if now >= self.deadline:
-                self.timed_out.set()
-            try:
-                if now >= next_cancel_check:
-                    next_cancel_check = now + 1.0
-                    if self.store.cancel_requested(self.run_id):
-                        self.cancelled.set()
-                if now >= next_heartbeat:
-                    next_heartbeat = now + self.heartbeat_seconds
-                    self.store.heartbeat(self.run_id, self.worker)
-            except Exception:  # a database hiccup must not kill the monitor; the next beat retries
-                log.exception("monitor of %s could not reach the run store", self.run_id)
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.deadline:
+            self.timed_out.set()
+        if now >= self.next_cancel_check:
+            self.next_cancel_check = now + 1.0
+            if self.store.cancel_requested(self.run_id):
+                self.cancelled.set()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.heartbeat_seconds
+            self.store.heartbeat(self.run_id, self.worker)
 
 
 def build_plan(run: Run, settings: Settings) -> RunPlan:
@@ -213,41 +206,38 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-current_run: dict[int, str] = {}  # pid -> the run this worker process is rendering (for its heartbeat)
+# The runs this process has claimed and not yet ended, with when each began; the workers row shows the oldest.
+runs_in_flight: dict[str, float] = {}
 
 
-class WorkerHeartbeat:
+def current_run() -> str | None:
+    return min(runs_in_flight, key=runs_in_flight.__getitem__, default=None) if runs_in_flight else None
+
+
+class WorkerHeartbeat(BackgroundLoop):
     """A thread in each worker process: its row in the `workers` table, refreshed even while idle."""
 
     def __init__(self, store: RunStore, interval: float):
-        self.store, self.interval = store, interval
+        super().__init__("worker-heartbeat", interval)
+        self.store = store
         self.name, self.pid, self.started_at = worker_name(), os.getpid(), time.time()
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="worker-heartbeat", daemon=True)
 
     def start(self) -> WorkerHeartbeat:
         self.beat()
-        self._thread.start()
+        super().start()
         return self
 
     def beat(self) -> None:
         # In turn: a beat that read the run before it ended must not land after the one that says it ended
         with self._lock:
-            self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at,
-                                   current_run.get(self.pid))
+            self.store.worker_beat(self.name, socket.gethostname(), self.pid, self.started_at, current_run())
+
+    tick = beat
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        super().stop()
         self.store.worker_gone(self.name)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.beat()
-            except Exception:  # the database may be back by the next beat
-                log.exception("worker heartbeat could not reach the run store")
 
 
 _heartbeats: dict[int, WorkerHeartbeat] = {}
@@ -264,56 +254,52 @@ def _announce_current_run() -> None:
         log.exception("worker heartbeat could not reach the run store")
 
 
+_heartbeat_lock = threading.Lock()
+
+
 @huey.on_startup(name="worker_heartbeat")
 def start_worker_heartbeat() -> None:
-    settings = get_settings()
-    _heartbeats[os.getpid()] = WorkerHeartbeat(process_store(settings), settings.heartbeat_seconds).start()
+    with _heartbeat_lock:  # every worker thread runs the start-up hooks; one heartbeat per process
+        if os.getpid() not in _heartbeats:
+            settings = get_settings()
+            _heartbeats[os.getpid()] = WorkerHeartbeat(process_store(settings), settings.heartbeat_seconds).start()
 
 
 @huey.on_shutdown(name="worker_heartbeat")
 def stop_worker_heartbeat() -> None:
-    heartbeat = _heartbeats.pop(os.getpid(), None)
+    with _heartbeat_lock:
+        heartbeat = _heartbeats.pop(os.getpid(), None) if not runs_in_flight else None
     if heartbeat is not None:
         heartbeat.stop()
 
 
 _webhook_threads: dict[int, object] = {}
+_webhook_lock = threading.Lock()
 
 
 @huey.on_startup(name="webhooks")
 def start_webhooks() -> None:
-    """Each worker process also sends webhooks from the store's rows (taskqueue/webhooks.py)."""
+    """The consumer also sends webhooks from the store's rows (taskqueue/webhooks.py)."""
     from taskqueue.webhooks import WebhookThread
 
-    settings = get_settings()
-    _webhook_threads[os.getpid()] = WebhookThread(settings, process_store(settings)).start()
+    with _webhook_lock:  # every worker thread runs the start-up hooks; one sender per process
+        if os.getpid() not in _webhook_threads:
+            settings = get_settings()
+            _webhook_threads[os.getpid()] = WebhookThread(settings, process_store(settings)).start()
 
 
 @huey.on_shutdown(name="webhooks")
 def stop_webhooks() -> None:
-    thread = _webhook_threads.pop(os.getpid(), None)
+    with _webhook_lock:
+        thread = _webhook_threads.pop(os.getpid(), None)
     if thread is not None:
         thread.stop()  # type: ignore[attr-defined]
 
 
-# Set in a worker process when the consumer's stop signal (SIGTERM) arrives. The signal goes to the whole
-# process group, so the run's ffmpeg may die of it before Python raises KeyboardInterrupt: a step that fails
-# after this is a shutdown, and the run goes back to the queue instead of ending FAILED.
+# Set when the consumer's stop signal (SIGTERM) arrives (taskqueue/consumer.py). The signal goes to the whole
+# process group, so a run's ffmpeg may die of it first: a step that fails after this is a shutdown, and the run
+# goes back to the queue instead of ending FAILED. Runs waiting on a provider see it at their next check.
 shutting_down = threading.Event()
-
-
-@huey.on_startup(name="notice_shutdown")
-def notice_shutdown() -> None:
-    if threading.current_thread() is not threading.main_thread():
-        return  # thread workers: the signals are the consumer's
-    huey_handler = signal.getsignal(signal.SIGTERM)  # raises KeyboardInterrupt while a task runs
-
-    def on_stop(signum: int, frame: object) -> None:
-        shutting_down.set()
-        if callable(huey_handler):
-            huey_handler(signum, frame)
-
-    signal.signal(signal.SIGTERM, on_stop)
 
 
 def _unless_shutting_down() -> None:
@@ -344,15 +330,47 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
         raise
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a failed attempt ends: a final status (or QUEUED for a retry), its stage and message."""
+
+    status: str
+    stage: str | None
+    message: str
+
+
+def classify_failure(exc: Exception, stage: str | None, *, attempts: int, timed_out: bool,
+                     settings: Settings) -> Outcome:
+    """The one place that decides what an exception means for the run (Huey's execute path does it this way)."""
+    if isinstance(exc, (Cancelled, TaskTimeout)):
+        stage = getattr(exc, "stage", None) or stage
+        if timed_out or isinstance(exc, TaskTimeout):
+            return Outcome(TIMED_OUT, stage, f"The run took longer than {settings.run_timeout_seconds} s "
+                           "(RUN_TIMEOUT_SECONDS) and was stopped")
+        return Outcome(CANCELED, stage, "Cancelled by its owner")
+    if isinstance(exc, ProviderError) and exc.transient and attempts <= settings.task_retries:
+        return Outcome(QUEUED, exc.stage or stage, exc.message)
+    if isinstance(exc, StudioError):
+        return Outcome(FAILED, exc.stage or stage, exc.message)
+    stage = stage or "start"
+    # a full disk or a read-only output folder: say so, not "internal error"
+    reason = DISK_ERRORS.get(exc.errno or 0) if isinstance(exc, OSError) else None
+    if reason is None:
+        log.error("run failed unexpectedly during %s", stage, exc_info=exc)
+        reason = f"Internal error during {stage} ({type(exc).__name__}); see the worker log"
+    return Outcome(FAILED, stage, reason)
+
+
 def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunStore,
                      enqueue: Callable[..., None]) -> str:
-    current_run[os.getpid()] = run_id
+    runs_in_flight[run_id] = time.monotonic()
     _announce_current_run()
     run = store.get(run_id)
     assert run is not None
     progress = ProgressWriter(store, run_id, settings.progress_interval_seconds)
     monitor = RunMonitor(store, run_id, worker, heartbeat_seconds=settings.heartbeat_seconds,
                          timeout_seconds=settings.run_timeout_seconds).start()
+    cancel_check = run_cancel_check.set(monitor.should_stop)  # remote waits of this thread stop on it
     log.info("run %s: attempt %d on %s", run_id, run.attempts, worker)
     try:
         plan = build_plan(run, settings)
@@ -360,51 +378,22 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
 
         result = run_video(plan, settings, progress=progress, should_cancel=monitor.should_stop)
         files = publish_outputs(process_storage(settings), run_id, Path(plan.out_dir or settings.runs_dir / run_id))
-        output = {**result.output, "files": files}
-        store.finish(run_id, output, progress.close())
+        store.finish(run_id, {**result.output, "files": files}, progress.close())
         return COMPLETED
-    except (Cancelled, TaskTimeout) as exc:
-        _unless_shutting_down()
-        stage = getattr(exc, "stage", None) or progress.step
-        if monitor.timed_out.is_set() or isinstance(exc, TaskTimeout):
-            store.fail(run_id, TIMED_OUT, stage, f"The run took longer than {settings.run_timeout_seconds} s "
-                       "(RUN_TIMEOUT_SECONDS) and was stopped", progress.close())
-            return TIMED_OUT
-        store.fail(run_id, CANCELED, stage, "Cancelled by its owner", progress.close())
-        return CANCELED
-    except ProviderError as exc:
-        _unless_shutting_down()
-        stage = exc.stage or progress.step
-        if exc.transient and run.attempts <= settings.task_retries:
-            log.warning("run %s: transient failure in %s (%s); retrying", run_id, stage, exc.message)
-            store.requeue(run_id, error={"stage": stage, "message": f"{exc.message} (retrying)"})
-            enqueue(run_id, delay=settings.retry_delay_seconds)
-            return QUEUED
-        store.fail(run_id, FAILED, stage, exc.message, progress.close())
-        return FAILED
-    except StudioError as exc:
-        _unless_shutting_down()
-        store.fail(run_id, FAILED, exc.stage or progress.step, exc.message, progress.close())
-        return FAILED
-    except OSError as exc:
-        _unless_shutting_down()
-        # a full disk or a read-only output folder: say so, not "internal error"
-        stage = progress.step or "start"
-        reason = DISK_ERRORS.get(exc.errno or 0)
-        if reason is None:
-            log.exception("run %s failed unexpectedly", run_id)
-            reason = f"Internal error during {stage} ({type(exc).__name__}); see the worker log"
-        store.fail(run_id, FAILED, stage, reason, progress.close())
-        return FAILED
     except Exception as exc:
         _unless_shutting_down()
-        log.exception("run %s failed unexpectedly", run_id)
-        stage = progress.step or "start"
-        store.fail(run_id, FAILED, stage, f"Internal error during {stage} ({type(exc).__name__}); "
-                   "see the worker log", progress.close())
-        return FAILED
+        outcome = classify_failure(exc, progress.step, attempts=run.attempts, timed_out=monitor.timed_out.is_set(),
+                                   settings=settings)
+        if outcome.status == QUEUED:
+            log.warning("run %s: transient failure in %s (%s); retrying", run_id, outcome.stage, outcome.message)
+            store.requeue(run_id, error={"stage": outcome.stage, "message": f"{outcome.message} (retrying)"})
+            enqueue(run_id, delay=settings.retry_delay_seconds)
+        else:
+            store.fail(run_id, outcome.status, outcome.stage, outcome.message, progress.close())
+        return outcome.status
     finally:
-        current_run.pop(os.getpid(), None)
+        run_cancel_check.reset(cancel_check)
+        runs_in_flight.pop(run_id, None)
         monitor.stop()
         _announce_current_run()
 
@@ -447,6 +436,10 @@ def reap_runs() -> None:
     store = process_store(settings)
     reap(settings, store)
     recover_queue(store)
+    try:
+        tidy(settings, store, process_storage(settings))  # cache caps, output retention, old idempotency keys
+    except Exception:
+        log.exception("housekeeping failed; trying again next minute")
 
 
 def cancel_run(store: RunStore, run_id: str, owner: str | None) -> Run | None:

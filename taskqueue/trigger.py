@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import secrets
+import time
 from collections.abc import Callable
 
 from pipeline.artists import Missing, Viewer, check_readiness, find_artist, find_song, sync_repository
 from pipeline.errors import BadInput, StudioError
 from pipeline.fetch import check_url, limits_from_settings
 from pipeline.models import Artist
+from pipeline.repository import RepositoryUnavailable
 from pipeline.request import CreateContentRequest
 from pipeline.settings import Settings
 from pipeline.songs import split_song_specs
@@ -66,8 +69,24 @@ def sync_artist(artist: Artist, settings: Settings) -> Artist:
     lock_dir = settings.data_dir / "workspaces"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{artist.account_id}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock_within(lock.fileno(), settings.repository_lock_wait_seconds)
+        os.utime(lock.fileno())  # when the clone was last used: housekeeping evicts the least recently used
         return sync_repository(artist, settings)
+
+
+def _lock_within(fd: int, seconds: float) -> None:
+    """The artist's lock, waiting at most `seconds`: a slow fetch of one artist holds only its own requests
+    (and each of those only this long), never a thread or a lock that every other create needs."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise RepositoryUnavailable("The artist's repository is being fetched by another request; "
+                                            "try again shortly") from None
+            time.sleep(0.05)
 
 
 def check_request(request: CreateContentRequest, settings: Settings, viewer: Viewer | None = None) -> Artist:

@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from typing import Any
 
@@ -21,6 +20,7 @@ import httpx
 from pipeline.errors import FetchError
 from pipeline.fetch import check_url, limits_from_settings, pinned_transport, resolve_host
 from pipeline.settings import Settings
+from taskqueue.background import BackgroundLoop
 from taskqueue.keys import signing_secret, webhook_secret
 from taskqueue.store import CANCELED, COMPLETED, CRASHED, FAILED, TIMED_OUT, Run, RunStore
 
@@ -139,26 +139,16 @@ class WebhookSender:
         return self.promote() + self.send_due()
 
 
-class WebhookThread:
+class WebhookThread(BackgroundLoop):
     """The sender's loop in a worker process; several workers (and machines) share the rows safely."""
 
     def __init__(self, settings: Settings, store: RunStore):
+        super().__init__("webhooks", max(0.1, settings.webhook_poll_seconds))
         self.sender = WebhookSender(settings, store)
-        self.interval = max(0.1, settings.webhook_poll_seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
 
-    def start(self) -> WebhookThread:
-        self._thread.start()
-        return self
+    def tick(self) -> None:
+        self.sender.run_once()  # a failing pass (the database away) is logged; the rows wait for the next
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.set()  # a delivery in progress may take its whole time limit to answer
         self._thread.join(timeout=self.sender.settings.webhook_timeout_seconds + 1)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.sender.run_once()
-            except Exception:  # the database may be back on the next pass; the rows wait
-                log.exception("webhook pass failed; trying again in %s s", self.interval)

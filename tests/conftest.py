@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from redis import Redis
@@ -36,6 +37,14 @@ def _service_missing(what: str, exc: Exception) -> None:
     if os.environ.get("REQUIRE_SERVICES"):
         raise exc
     pytest.skip(f"{what}: {type(exc).__name__}")
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip for want of a tool or service (a browser, schemathesis, Redis, a tmpfs mount); under
+    REQUIRE_SERVICES=1 (CI, where all of them are installed) the same absence is a failure, never a quiet skip."""
+    if os.environ.get("REQUIRE_SERVICES"):
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)  # also from a module that cannot import its tool
 
 
 @pytest.fixture(scope="session")

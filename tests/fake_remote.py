@@ -2,13 +2,18 @@
 
 It does real work on real media: images are resized with Pillow, "videos" are encoded by ffmpeg from the
 uploaded still (and the uploaded audio for lip-sync), so the pipeline's checks and render see real files.
-Everything it receives is recorded for the tests to assert on; `script` forces failures per route.
+Every request is checked against the model's documented input schema (tests/fake_schemas.py) and refused the
+way the service does (fal: 422 with a `detail` list; OpenAI: 400 with an `error`). `latency` makes jobs take
+time (fal jobs sit IN_QUEUE with a queue position, then IN_PROGRESS); `jobs` keeps when each was submitted and
+fetched, so a test can see how many were in flight at once. Everything received is recorded; `script` forces
+failures per route.
 """
 
 from __future__ import annotations
 
 import base64
 import email.parser
+import hashlib
 import io
 import json
 import subprocess
@@ -26,6 +31,7 @@ from PIL import Image, ImageDraw
 
 from pipeline.ffmpeg import ffmpeg_exe
 from pipeline.settings import Settings
+from tests.fake_schemas import FAL_SCHEMAS, OPENAI_SCHEMAS, validate, validate_fal, validate_openai_form
 
 OPENAI_KEY = "sk-test-key"
 FAL_KEY = "fal-test-key"
@@ -91,7 +97,11 @@ class FakeRemote:
         self.fal_results: dict[str, Callable[[dict], dict]] = {}  # model -> result maker (defaults below)
         self.jobs: dict[str, dict] = {}
         self.cancelled: list[str] = []
+        self.latency: dict[str, float] = {}  # kind (see model_kind) -> seconds a job or request takes
+        self.openai_calls: list[tuple[float, float]] = []  # (start, end) of each OpenAI request served
         self._lock = threading.Lock()
+        self._made: dict[str, dict] = {}  # default results by their inputs
+        self._made_lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -237,7 +247,24 @@ class FakeRemote:
 
     # ---- OpenAI --------------------------------------------------------------------------------------------
 
+    def _openai_problem(self, route: str, rec: Received) -> str | None:
+        if route in ("chat", "image_generation"):
+            errors = validate(OPENAI_SCHEMAS[route], rec.json)
+            return f"{'.'.join(map(str, errors[0]['loc'][1:]))}: {errors[0]['msg']}" if errors else None
+        if route in ("transcriptions", "image_edit"):
+            return validate_openai_form(route, rec.fields, rec.files)
+        return None
+
     def _openai(self, h: BaseHTTPRequestHandler, route: str, rec: Received) -> None:
+        problem = self._openai_problem(route, rec)
+        if problem:
+            self._send(h, 400, {"error": {"message": problem, "type": "invalid_request_error", "param": None,
+                                          "code": None}})
+            return
+        start = time.monotonic()
+        time.sleep(self.latency.get("chat" if route == "chat" else route, 0.0))
+        with self._lock:
+            self.openai_calls.append((start, time.monotonic()))
         if route == "chat":
             with self._lock:
                 text = self.captions[min(self.chat_served, len(self.captions) - 1)]
@@ -265,11 +292,20 @@ class FakeRemote:
         base = self.fal_base_url
         if route == "fal_submit":
             model = path[len("/fal/"):]
+            # a model a test serves itself (fal_results) without a documented schema is taken as it comes
+            errors = [] if model not in FAL_SCHEMAS and model in self.fal_results else validate_fal(model, rec.json)
+            if errors:
+                self._send(h, 404 if errors[0]["type"] == "not_found" else 422, {"detail": errors})
+                return
             request_id = uuid.uuid4().hex
             app = "/".join(model.split("/")[:2])
             root = f"{base}/{app}/requests/{request_id}"
-            self.jobs[request_id] = {"model": model, "arguments": rec.json, "polls": 0}
-            self._send(h, 200, {"request_id": request_id, "status": "IN_QUEUE", "queue_position": 0,
+            now = time.monotonic()
+            with self._lock:
+                self.jobs[request_id] = {"model": model, "arguments": rec.json, "polls": 0, "submitted": now,
+                                         "ready": now + self.latency.get(model_kind(model), 0.0), "fetched": None}
+                position = self._queue_position(request_id)
+            self._send(h, 200, {"request_id": request_id, "status": "IN_QUEUE", "queue_position": position,
                                 "status_url": f"{root}/status", "response_url": root, "cancel_url": f"{root}/cancel"})
             return
         parts = path.split("/requests/", 1)[1].split("/")
@@ -282,12 +318,42 @@ class FakeRemote:
             self._send(h, 202, {"status": "CANCELLATION_REQUESTED"})
         elif route == "fal_status":
             job["polls"] += 1
-            done = not self.never_done and job["polls"] > self.polls_until_done
-            self._send(h, 200, {"status": "COMPLETED" if done else "IN_QUEUE", "queue_position": 0,
-                                "response_url": f"{base}/x/requests/{parts[0]}"})
+            ready = time.monotonic() >= job["ready"] and parts[0] not in self.cancelled
+            done = not self.never_done and job["polls"] > self.polls_until_done and ready
+            with self._lock:
+                position = self._queue_position(parts[0])
+            state = "COMPLETED" if done else "IN_QUEUE" if position else "IN_PROGRESS"
+            answer: dict[str, Any] = {"status": state, "response_url": f"{base}/x/requests/{parts[0]}"}
+            if state == "IN_QUEUE":
+                answer["queue_position"] = position
+            self._send(h, 200, answer)
         else:
-            maker = self.fal_results.get(job["model"]) or self._default_result(job["model"])
-            self._send(h, 200, maker(job["arguments"]))
+            maker = self.fal_results.get(job["model"])
+            if maker is not None:
+                result = maker(job["arguments"])
+            else:  # the same inputs make the same media: made once (the fake's CPU is not what a bench measures)
+                key = hashlib.sha256(json.dumps([job["model"], job["arguments"]], sort_keys=True).encode()).hexdigest()
+                with self._made_lock:
+                    if key not in self._made:
+                        self._made[key] = self._default_result(job["model"])(job["arguments"])
+                    result = self._made[key]
+            job["fetched"] = time.monotonic()
+            self._send(h, 200, result)
+
+    def _queue_position(self, request_id: str) -> int:
+        """Jobs of the same model submitted earlier and still running: a job waits for about half of them."""
+        job = self.jobs[request_id]
+        now = time.monotonic()
+        ahead = [j for j in self.jobs.values() if j["model"] == job["model"] and j["submitted"] < job["submitted"]
+                 and j["ready"] > now]
+        return len(ahead) // 2
+
+    def max_in_flight(self, kind: str | None = None) -> int:
+        """The most fal jobs (of one kind) that were submitted and not yet fetched at the same moment."""
+        with self._lock:
+            spans = [(j["submitted"], j["fetched"] or time.monotonic()) for j in self.jobs.values()
+                     if kind is None or model_kind(j["model"]) == kind]
+        return max_overlap(spans)
 
     def serve(self, name: str, data: bytes) -> str:
         (self.files_dir / name).write_bytes(data)
@@ -330,7 +396,9 @@ class FakeRemote:
             still.write_bytes(decode_data_uri(args["image_url"]))
             seconds = float(str(args.get("duration", "4s")).rstrip("s"))
             url = self._encode(["-loop", "1", "-framerate", "12", "-i", str(still)],
-                               ["-t", f"{seconds:g}", "-vf", "scale=360:640,format=yuv420p", "-r", "12"])
+                               # a slow turn: every frame differs, as a model's clip does
+                               ["-t", f"{seconds:g}", "-vf", "scale=360:640,rotate=a=0.12*t,format=yuv420p",
+                                "-r", "12"])
         return {"video": {"url": url, "content_type": "video/mp4"}}
 
     def _lipsync(self, args: dict) -> dict:
@@ -339,7 +407,8 @@ class FakeRemote:
             still.write_bytes(decode_data_uri(args["image_url"]))
             audio.write_bytes(decode_data_uri(args["audio_url"]))
             url = self._encode(["-loop", "1", "-framerate", "12", "-i", str(still), "-i", str(audio)],
-                               ["-shortest", "-vf", "scale=360:640,format=yuv420p", "-r", "12", "-c:a", "aac"])
+                               ["-shortest", "-vf", "scale=360:640,rotate=a=0.12*t,format=yuv420p", "-r", "12",
+                                "-c:a", "aac"])
         return {"video": {"url": url, "content_type": "video/mp4"}}
 
     def _upscale_video(self, args: dict) -> dict:
@@ -349,6 +418,27 @@ class FakeRemote:
             factor = int(args.get("upscale_factor", 2))
             url = self._encode(["-i", str(src)], ["-vf", f"scale=iw*{factor}:ih*{factor}", "-c:a", "copy"])
         return {"video": {"url": url, "content_type": "video/mp4"}}
+
+
+def model_kind(model: str) -> str:
+    """What a fal model does, for `latency`: image, video, lipsync, upscale or transcribe."""
+    if "whisper" in model:
+        return "transcribe"
+    if "upscale" in model:
+        return "upscale"
+    if "audio-to-video" in model:
+        return "lipsync"
+    return "video" if "video" in model else "image"
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans open at one moment."""
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans], key=lambda x: (x[0], x[1]))
+    most = open_now = 0
+    for _, step in edges:
+        open_now += step
+        most = max(most, open_now)
+    return most
 
 
 def words_transcript(lines: list[list[tuple[float, float, str]]]) -> dict:

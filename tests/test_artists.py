@@ -101,11 +101,12 @@ def make_artist_repo(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_repository_workspace_is_cloned_then_updated(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"repository_allow_file": True})  # file:// only by this setting
     src, bare = make_artist_repo(tmp_path)
     aid = str(uuid.uuid4())
     entry = settings.artists_dir / "remote"
     entry.mkdir(parents=True)
-    (entry / "artist.json").write_text(json.dumps({"account_id": aid, "name": "Remote", "repository": str(bare),
+    (entry / "artist.json").write_text(json.dumps({"account_id": aid, "name": "Remote", "repository": bare.as_uri(),
                                                    "ref": "main"}))
     artist = sync_repository(find_artist(settings, aid), settings)
     assert [s.slug for s in list_songs(artist)] == ["first"]
@@ -119,10 +120,11 @@ def test_repository_workspace_is_cloned_then_updated(settings: Settings, tmp_pat
 
 
 def test_unreachable_repository_is_a_clear_error(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"repository_allow_file": True})
     aid = str(uuid.uuid4())
     entry = settings.artists_dir / "gone"
     entry.mkdir(parents=True)
     (entry / "artist.json").write_text(json.dumps({"account_id": aid, "name": "Gone",
-                                                   "repository": str(tmp_path / "nothing.git")}))
+                                                   "repository": (tmp_path / "nothing.git").as_uri()}))
     with pytest.raises(BadInput, match="Could not fetch the artist's repository"):
         sync_repository(find_artist(settings, aid), settings)

@@ -12,19 +12,23 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import missing_tool
 from tests.servers import Studio, running_studio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+try:
+    import playwright.sync_api as playwright_sync
+except ImportError:  # pragma: no cover - depends on the machine
+    missing_tool("playwright is not installed")
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make system-deps)")
+        missing_tool("Debian chromium is not installed (make system-deps)")
     with running_studio(tmp_path_factory.mktemp("docs-offline"), worker=False) as running:
         yield running
 

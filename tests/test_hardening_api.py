@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from api.limits import MemoryBucket, RedisBucket
+from api.limits import RequestLimiter, client_address
+from tests.conftest import missing_tool
 from tests.servers import KEY_A, KEY_B, Studio, running_studio
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
@@ -130,21 +131,86 @@ def test_rate_limit_answers_429_with_retry_after_per_key(limited: Studio) -> Non
         assert other.get("/api/tasks/runs").status_code == 200
 
 
-def test_rate_limit_counts_wrong_keys_too(limited: Studio) -> None:
-    bogus = "guess-" + secrets.token_hex(8)
-    with limited.client(bogus) as c:
-        statuses = [c.get("/api/tasks/runs").status_code for _ in range(13)]
+def test_rotating_wrong_keys_gets_no_fresh_budget(limited: Studio) -> None:
+    """Wrong keys (each a new one) and no key count against the client address, not a bucket of their own."""
+    statuses = []
+    for _ in range(13):
+        with limited.client("guess-" + secrets.token_hex(8)) as c:
+            statuses.append(c.get("/api/tasks/runs").status_code)
     assert statuses[:10] == [401] * 10 and statuses[-1] == 429, statuses
+    with limited.client(None) as anonymous:  # the same address without a key: the same budget
+        assert anonymous.get("/api/tasks/runs").status_code == 429
+    with limited.client(KEY_A) as c:  # an account from that address still has its own
+        assert c.get("/api/tasks/runs").status_code == 200
 
 
-def test_memory_bucket_refills_at_the_set_rate() -> None:
-    now = [0.0]
-    bucket = MemoryBucket(60, clock=lambda: now[0])
-    assert all(bucket.take("k") == 0 for _ in range(60))
-    assert bucket.take("k") == pytest.approx(1.0)
-    now[0] += 2.0
-    assert bucket.take("k") == 0 and bucket.take("k") == 0 and bucket.take("k") > 0
-    assert bucket.take("other") == 0
+@pytest.mark.parametrize("client, identity", [
+    ("203.0.113.7", "ip:203.0.113.7"), ("::ffff:203.0.113.7", "ip:203.0.113.7"),
+    ("2001:db8:1:2:aaaa::1", "ip:2001:db8:1:2::/64"), ("2001:db8:1:2:bbbb::9", "ip:2001:db8:1:2::/64")])
+def test_addresses_are_counted_by_subscriber(client: str, identity: str) -> None:
+    assert client_address({"type": "http", "client": (client, 1234)}) == identity
+
+
+def test_an_account_keeps_its_budget_while_its_address_is_spent_by_made_up_keys() -> None:
+    import asyncio
+
+    from starlette.responses import PlainTextResponse
+
+    from api.limits import RateLimit
+
+    lookups: list[str] = []
+
+    def account_of(key: str) -> str | None:  # the key store's answer: one good key
+        lookups.append(key)
+        return "account-1" if key == "good" else None
+
+    limited_app = RateLimit(PlainTextResponse("ok"), RequestLimiter(3), account_of)
+    transport = httpx.ASGITransport(app=limited_app, client=("203.0.113.9", 1234))
+
+    async def calls() -> tuple[list[int], list[int]]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://studio.test") as c:
+            made_up = [(await c.get("/api/x", headers={"x-api-key": f"guess-{i}"})).status_code for i in range(6)]
+            good = [(await c.get("/api/x", headers={"x-api-key": "good"})).status_code for _ in range(4)]
+        return made_up, good
+
+    made_up, good = asyncio.run(calls())
+    assert made_up == [200, 200, 200, 429, 429, 429]
+    assert good == [200, 200, 200, 429]  # the account's own budget, not the spent address's
+    assert lookups.count("good") == 1  # remembered after the first lookup
+
+
+def test_the_limiter_refills_at_the_set_rate() -> None:
+    limiter = RequestLimiter(3, window_seconds=1)
+    assert [limiter.take("k") for _ in range(3)] == [0, 0, 0]
+    assert 0 < limiter.take("k") <= 2
+    assert limiter.take("other") == 0
+    deadline = time.monotonic() + 10
+    while limiter.take("k") > 0:
+        assert time.monotonic() < deadline, "the budget never came back"
+        time.sleep(0.1)
+
+
+def test_many_identities_do_not_reset_an_exhausted_one() -> None:
+    """The old bucket wiped every identity once it held 100 000, the exhausted caller with them."""
+    limiter = RequestLimiter(5)
+    for _ in range(5):
+        limiter.take("abuser")
+    for i in range(100_050):
+        limiter.take(f"flood-{i}")
+    assert limiter.take("abuser") > 0
+
+
+def test_counters_expire_so_memory_stays_bounded() -> None:
+    limiter = RequestLimiter(5, window_seconds=1)
+    for i in range(1000):
+        limiter.take(f"caller-{i}")
+    assert len(limiter.storage.storage) >= 1000
+    deadline = time.monotonic() + 15
+    # the storage drops expired counters when it is next used; only the newcomer's remain
+    while [k for k in limiter.storage.storage if "caller-" in k]:
+        assert time.monotonic() < deadline, "counters must expire two windows after their last request"
+        time.sleep(0.2)
+        limiter.take("newcomer")
 
 
 def _redis_url() -> str | None:
@@ -158,12 +224,12 @@ def _redis_url() -> str | None:
     return url
 
 
-def test_redis_bucket_is_shared_by_two_servers() -> None:
+def test_redis_limit_is_shared_by_two_servers() -> None:
     url = _redis_url()
     if url is None:
-        pytest.skip("no Redis reachable here")
+        missing_tool("no Redis reachable here")
     prefix = "test-" + secrets.token_hex(4)
-    first, second = RedisBucket(6, url, prefix), RedisBucket(6, url, prefix)
+    first, second = RequestLimiter(6, url, prefix), RequestLimiter(6, url, prefix)
     waits = [(first if i % 2 else second).take("key") for i in range(8)]
     assert waits[:6] == [0] * 6 and all(w > 0 for w in waits[6:]), waits
     assert first.take("another-key") == 0

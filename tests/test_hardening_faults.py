@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from taskqueue.store import COMPLETED, RunStore
+from tests.conftest import missing_tool
 from tests.servers import KEY_A, Studio, running_studio
 
 DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
@@ -117,7 +118,7 @@ def _mount_tiny_disk(path: Path, size_kb: int, *options: str) -> bool:
 def _studio_on_tiny_disk(root: Path, *options: str) -> Iterator[Studio]:
     runs = root / "data" / "runs"
     if not _mount_tiny_disk(runs, 64, *options):
-        pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
+        missing_tool("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
     try:
         env = {**TINY_RENDER_ENV, "CLIP_SECONDS": "6", "OUTPUT_WIDTH": "360", "OUTPUT_HEIGHT": "640"}
         with running_studio(root, **env) as s:

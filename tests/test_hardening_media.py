@@ -149,7 +149,7 @@ def test_an_exif_rotated_photo_is_read_upright(media) -> None:
     assert detect_face(files["exif-rotated.jpg"]) is not None  # lying on its side, no face would be found
 
 
-@pytest.mark.parametrize("name, message", [("huge.png", "12000x12000 pixels; images can be at most 40 megapixels"),
+@pytest.mark.parametrize("name, message", [("huge.png", "images can be at most 40 megapixels"),
                                            ("corrupt.png", "not an image that can be decoded")])
 def test_huge_or_broken_images_fail_clearly(media, tmp_path: Path, name: str, message: str) -> None:
     srv, _ = media

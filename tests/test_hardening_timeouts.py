@@ -82,8 +82,8 @@ def test_a_run_stuck_in_a_provider_is_timed_out_at_the_run_limit(tmp_path: Path,
         run = studio.wait_for([run_id], timeout=90)[run_id]
         assert run["status"] == "TIMED_OUT", run
         assert "longer than 4 s" in run["error"]["message"]
-        # a step that never returns is stopped by the queue's own backstop: the limit plus its grace (15 s)
-        assert _elapsed(run) < 4 + 15 + 8
+        # a provider request that never returns is left behind at the run limit (waits.wait_cancellable)
+        assert _elapsed(run) < 4 + 8  # the limit, plus the run's start-up on a busy machine (no 15 s grace now)
         r = httpx.get(studio.url("/api/accounts/id"), headers={"x-api-key": KEY_A}, timeout=10)
         assert r.status_code == 200  # the service is still up
 

@@ -20,6 +20,9 @@ from pipeline.templates import load_template
 from tests.fake_remote import FAL_KEY, Answer, FakeRemote, make_still, remote_settings, words_transcript
 from tests.media import make_tone
 
+# A body fal-ai/whisper's schema takes (the URL is never fetched by the fake)
+WHISPER = {"audio_url": "https://example.com/song.mp3", "task": "transcribe"}
+
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeRemote]:
@@ -113,21 +116,22 @@ def test_a_job_that_never_finishes_is_cancelled_at_the_time_out(tmp_path: Path, 
 def test_rate_limit_on_submit_then_success(tmp_path: Path, fake: FakeRemote) -> None:
     fake.script("fal_submit", Answer(429, {"detail": "Too many requests"}, {"Retry-After": "1"}))
     start = time.monotonic()
-    FalQueue(remote_settings(tmp_path, fake)).run("fal-ai/whisper", {})
+    FalQueue(remote_settings(tmp_path, fake)).run("fal-ai/whisper", WHISPER)
     assert time.monotonic() - start >= 0.95 and len(fake.hits("fal_submit")) == 2
 
 
 def test_status_errors_until_retries_run_out(tmp_path: Path, fake: FakeRemote) -> None:
     fake.always["fal_status"] = Answer(503, {"detail": "upstream unavailable"})
     with pytest.raises(ProviderError, match=r"gave up after 4 tries: server error 503: upstream unavailable") as info:
-        FalQueue(remote_settings(tmp_path, fake, provider_retries=3)).run("fal-ai/whisper", {})
+        FalQueue(remote_settings(tmp_path, fake, provider_retries=3)).run("fal-ai/whisper", WHISPER)
     assert info.value.transient and len(fake.hits("fal_status")) == 4
 
 
 def test_a_hung_status_request_times_out(tmp_path: Path, fake: FakeRemote) -> None:
     fake.always["fal_status"] = Answer(status=0, hang_seconds=3)
     with pytest.raises(ProviderError, match=r"no answer within 0.5 s"):
-        FalQueue(remote_settings(tmp_path, fake, provider_timeout_seconds=0.5, provider_retries=0)).run("a/b", {})
+        FalQueue(remote_settings(tmp_path, fake, provider_timeout_seconds=0.5, provider_retries=0)).run(
+            "fal-ai/whisper", WHISPER)
 
 
 def test_a_refused_input_gives_the_validation_reason(tmp_path: Path, fake: FakeRemote) -> None:
@@ -163,7 +167,8 @@ def test_failed_job_reports_the_error(tmp_path: Path, fake: FakeRemote) -> None:
     fake.always["fal_status"] = Answer(200, {"status": "COMPLETED", "error": "Face not detected in the image",
                                              "error_type": "content_policy"})
     with pytest.raises(ProviderError, match=r"failed: Face not detected in the image \(content_policy\)"):
-        FalQueue(remote_settings(tmp_path, fake)).run("fal-ai/nano-banana-2/edit", {})
+        FalQueue(remote_settings(tmp_path, fake)).run("fal-ai/nano-banana-2/edit", {
+            "prompt": "p", "image_urls": ["https://example.com/face.png"]})
 
 
 def test_whisper_transcription_uses_word_chunks_and_the_cache(tmp_path: Path, fake: FakeRemote) -> None:

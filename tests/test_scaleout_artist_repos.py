@@ -32,12 +32,13 @@ def shared_artist(tmp_path: Path) -> tuple[str, Path, Path, Path]:
     artists_dir = tmp_path / "shared-artists"
     (artists_dir / "remote").mkdir(parents=True)
     (artists_dir / "remote" / "artist.json").write_text(
-        json.dumps({"account_id": aid, "name": "Remote", "repository": str(bare), "ref": "main"}))
+        json.dumps({"account_id": aid, "name": "Remote", "repository": bare.as_uri(), "ref": "main"}))
     return aid, artists_dir, src, bare
 
 
 def _machine(tmp_path: Path, name: str, artists_dir: Path) -> Settings:
-    return Settings(data_dir=tmp_path / name / "data", artists_dir=artists_dir, _env_file=None)
+    return Settings(data_dir=tmp_path / name / "data", artists_dir=artists_dir, repository_allow_file=True,
+                    _env_file=None)
 
 
 def _songs(settings: Settings, aid: str) -> tuple[Path, list[str]]:
@@ -61,7 +62,8 @@ def test_each_machine_clones_and_updates_its_own_copy(tmp_path: Path, shared_art
 
 
 def _sync_in_process(data_dir: str, artists_dir: str, aid: str, out: multiprocessing.Queue) -> None:
-    settings = Settings(data_dir=Path(data_dir), artists_dir=Path(artists_dir), _env_file=None)
+    settings = Settings(data_dir=Path(data_dir), artists_dir=Path(artists_dir), repository_allow_file=True,
+                        _env_file=None)
     try:
         out.put(("ok", str(sync_artist(find_artist(settings, aid), settings).root)))
     except Exception as exc:  # reported to the test, which fails on it

@@ -321,7 +321,10 @@ def test_artists_page_fixes_readiness_by_adding_files(data_dir: Path, tmp_path: 
     assert f"fix_{bare.account_id}_1_face" in [u.key for u in at.file_uploader]  # the form starts empty again
 
 
-def test_artists_page_connects_a_git_repository(data_dir: Path, tmp_path: Path) -> None:
+def test_artists_page_connects_a_git_repository(data_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REPOSITORY_ALLOW_FILE", "true")  # file:// is refused unless this setting allows it
+    get_settings.cache_clear()
     repo = tmp_path / "workspace-repo"
     (repo / "songs" / "tone").mkdir(parents=True)
     make_tone(repo / "songs" / "tone" / "tone.wav", seconds=1.0)

@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.ffmpeg import probe
 from pipeline.settings import PROJECT_ROOT
+from tests.conftest import missing_tool
 from tests.servers import FAST_RENDER_ENV, Studio, running_studio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -25,13 +26,16 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 RUNS_TIMEOUT_S = 150
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+try:
+    import playwright.sync_api as playwright_sync
+except ImportError:  # pragma: no cover - depends on the machine
+    missing_tool("playwright is not installed")
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make system-deps)")
+        missing_tool("Debian chromium is not installed (make system-deps)")
     with running_studio(tmp_path_factory.mktemp("ui-browser"), **FAST_RENDER_ENV) as running:
         yield running
 

@@ -12,6 +12,7 @@ from api.auth import ActingFor, check_org
 from api.context import Ctx
 from api.openapi import errors
 from pipeline.artists import check_readiness, list_artists, list_songs
+from pipeline.repository import mask_url
 
 router = APIRouter(prefix="/artists", tags=["artists"])
 
@@ -39,7 +40,7 @@ def artists(
             "socials": [],
             "slug": artist.slug,
             "songs": [s.slug for s in list_songs(artist)],
-            "repository": artist.repository,
+            "repository": mask_url(artist.repository),
             "ready": not any(m.severity == "required" for m in missing),
             "missing": [m.to_dict() for m in missing],
         })

@@ -87,7 +87,9 @@ async def create_content(
 
 def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str) -> JSONResponse:
     """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
-    state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body))
+    state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body),
+                                                 ttl=ctx.settings.idempotency_ttl_seconds,
+                                                 pending_timeout=ctx.settings.idempotency_pending_seconds)
     if state == IDEMPOTENCY_REPLAY:
         return JSONResponse(previous, status_code=202, headers={"Idempotent-Replayed": "true"})
     if state == IDEMPOTENCY_MISMATCH:

@@ -13,7 +13,7 @@ from api.auth import Unauthorized, account_of, viewer_of
 from api.context import ApiContext, Ctx
 from api.openapi import errors
 from api.shapes import FILE_NAMES
-from pipeline.artists import find_artist
+from pipeline.artists import checked_face_guide, find_artist
 from pipeline.errors import NotFound
 from taskqueue.storage import Storage, parse_range
 from taskqueue.store import COMPLETED
@@ -101,9 +101,10 @@ def run_file(run_id: str, name: str, request: Request, ctx: Ctx, token: str | No
 def artist_image(account_id: str, request: Request, ctx: Ctx, token: str | None = Query(None)) -> FileResponse:
     account = _allowed(request, ctx, token, "artist", account_id)
     artist = find_artist(ctx.settings, account_id, viewer_of(ctx, account))  # another account's artist: 404
-    if not artist.face_guide.is_file():
+    face = checked_face_guide(artist)  # never a file a workspace symlink points at
+    if face is None:
         raise NotFound("The artist has no face guide")
-    return FileResponse(artist.face_guide, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))
+    return FileResponse(face, media_type=MEDIA_TYPES.get(artist.face_guide.suffix, "image/png"))
 
 
 # HEAD answers like GET without a body; documented once (under GET), so generators see one operation per path

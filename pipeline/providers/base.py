@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,13 +39,15 @@ class VideoMaker(Protocol):
     """Turns the still into a clip. The local one returns None: the renderer animates the still itself.
 
     A maker with `needs_audio_clip = True` gets the clip's audio (only the clip, cut from the song) on lip-sync
-    runs and should make the lips follow it.
+    runs and should make the lips follow it. `cut_points` (seconds into the clip: lyric-line starts, beats) are
+    where a clip the model cannot take whole may be cut.
     """
 
     name: str
 
     def make(
         self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None, out_path: Path,
+        cut_points: Sequence[float] = (),
     ) -> Path | None: ...
 
 

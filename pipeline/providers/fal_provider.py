@@ -1,123 +1,45 @@
 """fal.ai's queue REST API behind the step protocols: image edit, image-to-video, lip-sync, upscale, transcription.
 
-Every call is submit → poll status until COMPLETED → fetch the result; a job past the time-out is cancelled.
+The queue protocol is pipeline/providers/fal_queue.py; the model limits that shape each request, fal_models.py.
 Inputs travel as data URIs, results come back as URLs fetched with the safe fetcher and decoded before use.
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
-import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from pipeline.errors import ProviderError
 from pipeline.models import LyricLine, StyledImage, Word
-from pipeline.providers.remote import (
+from pipeline.providers.audio_cuts import compact_audio
+from pipeline.providers.clip_segments import cut_audio, join_clips, last_frame, plan_segments
+from pipeline.providers.fal_models import (
+    aspect_field,
+    clip_duration_field,
+    limits_for,
+    resolution_field,
+    upscale_factor_field,
+    video_size_field,
+)
+from pipeline.providers.fal_queue import FalQueue
+from pipeline.providers.http_retries import malformed
+from pipeline.providers.prompts import image_prompt
+from pipeline.providers.results import (
     ResultDownloader,
-    Retryable,
-    RetryPolicy,
-    TranscriptCache,
-    call_with_retries,
+    check_audio,
     check_image,
     check_video,
-    compact_audio,
     data_uri,
     fit_still,
-    image_prompt,
-    lines_from_words,
-    malformed,
-    raise_for_status,
     styled_from_file,
 )
+from pipeline.providers.transcripts import TranscriptCache, lines_from_words
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.templates import Template
-
-KEY_NAME = "FAL_KEY"
-REQUEST_TIMEOUT_CAP = 120.0  # one HTTP request (submit, status, result) never waits longer than this
-
-
-@dataclass
-class FalQueue:
-    """A client for fal's queue: submit, status, result, cancel — with retries on each request."""
-
-    settings: Settings
-    sleep: Any = time.sleep
-    policy: RetryPolicy = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.policy = RetryPolicy.from_settings(self.settings)
-        self.base = self.settings.fal_base_url.rstrip("/")
-        timeout = min(self.policy.timeout_seconds, REQUEST_TIMEOUT_CAP)
-        self.http = httpx.Client(timeout=httpx.Timeout(timeout), trust_env=False,
-                                 headers={"Authorization": f"Key {self.settings.fal_key or ''}",
-                                          "Content-Type": "application/json"})
-        self.request_timeout = timeout
-
-    def _request(self, label: str, method: str, url: str, body: dict | None = None) -> Any:
-        def attempt() -> Any:
-            try:
-                resp = self.http.request(method, url, json=body)
-            except httpx.TimeoutException:
-                raise Retryable(f"no answer within {self.request_timeout:g} s") from None
-            except httpx.TransportError as exc:
-                raise Retryable(f"could not connect ({type(exc).__name__})") from None
-            raise_for_status(label, resp.status_code, resp.content, resp.headers, KEY_NAME)
-            try:
-                return resp.json()
-            except ValueError:
-                raise malformed(label, f"expected JSON, got {resp.text[:120]!r}") from None
-
-        return call_with_retries(attempt, self.policy, label, self.sleep)
-
-    def _urls(self, model: str, submitted: dict) -> tuple[str, str, str]:
-        """status/result/cancel URLs: the ones fal returned, else built from owner/app (fal drops sub-paths)."""
-        request_id = submitted["request_id"]
-        app = "/".join(model.split("/")[:2])
-        root = f"{self.base}/{app}/requests/{request_id}"
-        return (submitted.get("status_url") or f"{root}/status", submitted.get("response_url") or root,
-                submitted.get("cancel_url") or f"{root}/cancel")
-
-    def run(self, model: str, arguments: dict) -> dict:
-        """Submit a job and wait for its result; cancel it when the time-out passes."""
-        label = f"fal:{model}"
-        submitted = self._request(label, "POST", f"{self.base}/{model}", arguments)
-        if not isinstance(submitted, dict) or not submitted.get("request_id"):
-            raise malformed(label, "the submit answer has no request_id")
-        status_url, result_url, cancel_url = self._urls(model, submitted)
-        deadline = time.monotonic() + self.policy.timeout_seconds
-        while True:
-            status = self._request(label, "GET", status_url)
-            state = status.get("status") if isinstance(status, dict) else None
-            if state == "COMPLETED":
-                if status.get("error"):
-                    raise ProviderError(f"{label} failed: {status['error']}"
-                                        + (f" ({status['error_type']})" if status.get("error_type") else ""))
-                break
-            if state in ("FAILED", "CANCELED", "CANCELLED"):
-                raise ProviderError(f"{label} ended {state}: {status.get('error') or 'no reason given'}")
-            if state not in ("IN_QUEUE", "IN_PROGRESS"):
-                raise malformed(label, f"unknown job status {state!r}")
-            if time.monotonic() >= deadline:
-                self._cancel(label, cancel_url)
-                raise ProviderError(f"{label}: the job did not finish within {self.policy.timeout_seconds:g} s "
-                                    "and was cancelled", transient=True)
-            self.sleep(min(self.policy.poll_seconds, max(0.0, deadline - time.monotonic())))
-        result = self._request(label, "GET", result_url)
-        if not isinstance(result, dict):
-            raise malformed(label, "the result is not a JSON object")
-        return result
-
-    def _cancel(self, label: str, cancel_url: str) -> None:
-        with contextlib.suppress(httpx.HTTPError):  # best effort: the job is abandoned either way
-            self.http.put(cancel_url, timeout=10)
-
 
 def media_url(label: str, result: dict, key: str) -> str:
     """result[key].url, or result[key + 's'][0].url (fal's two shapes for one file)."""
@@ -144,7 +66,8 @@ class FalImageMaker:
     def make(self, face_guide: Path | None, template: Template, *, width: int, height: int, rng: random.Random,
              out_path: Path) -> StyledImage:
         args: dict[str, Any] = {"prompt": image_prompt(template, reference=face_guide is not None), "num_images": 1,
-                                "aspect_ratio": self.settings.remote_aspect_ratio, "output_format": "png",
+                                "aspect_ratio": aspect_field(self.settings.fal_image_model,
+                                                             self.settings.remote_aspect_ratio), "output_format": "png",
                                 "seed": rng.randrange(2**31)}
         model = self.model
         if face_guide is not None:
@@ -168,6 +91,7 @@ class FalVideoMaker:
     settings: Settings
     name: str = ""
     needs_audio_clip: bool = True  # run_video cuts the clip's audio for lip-sync runs
+    note: str | None = None  # what was done to fit the model's limits (the run's output records it)
 
     def __post_init__(self) -> None:
         self.name = self.name or f"fal:{self.settings.fal_video_model}"
@@ -175,18 +99,55 @@ class FalVideoMaker:
         self.downloader = ResultDownloader(self.settings)
 
     def make(self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None,
-             out_path: Path) -> Path | None:
+             out_path: Path, cut_points: Sequence[float] = ()) -> Path | None:
+        self.note = None
         if audio_clip is not None:
-            model = self.settings.fal_lipsync_model
-            args: dict[str, Any] = {"prompt": prompt, "image_url": data_uri(image.path),
-                                    "audio_url": data_uri(audio_clip)}
-        else:
-            model = self.settings.fal_video_model
-            args = {"prompt": prompt, "image_url": data_uri(image.path),
-                    "duration": f"{self.settings.remote_video_seconds}s",
-                    "resolution": self.settings.remote_video_resolution,
-                    "aspect_ratio": self.settings.remote_aspect_ratio, "generate_audio": False}
+            return self._lipsync(image.path, prompt, audio_clip, out_path, cut_points)
+        model = self.settings.fal_video_model
         self.name = f"fal:{model}"  # the run records the model that made this clip
+        return self.clip_from(image.path, prompt, min(duration, self.settings.remote_video_seconds), out_path)
+
+    def clip_from(self, frame: Path, prompt: str, seconds: float, out_path: Path) -> Path:
+        """One image-to-video clip from `frame`, as long as the model's durations allow (at least `seconds`)."""
+        model = self.settings.fal_video_model
+        args = {"prompt": prompt, "image_url": data_uri(frame),
+                "duration": clip_duration_field(model, seconds),
+                "resolution": resolution_field(model, self.settings.remote_video_resolution),
+                "aspect_ratio": aspect_field(model, self.settings.remote_aspect_ratio), "generate_audio": False}
+        return self._fetch(model, args, out_path)
+
+    def _lipsync(self, frame: Path, prompt: str, audio_clip: Path, out_path: Path,
+                 cut_points: Sequence[float]) -> Path:
+        model = self.settings.fal_lipsync_model
+        self.name = f"fal:{model}"
+        limits = limits_for(model)
+        ffmpeg = self.settings.ffmpeg_binary
+        total = whole = check_audio(audio_clip, self.name, ffmpeg)
+        longest = limits.max_audio_seconds or total
+        if total > longest and self.settings.remote_lipsync_long == "shorten":
+            fitting = [p for p in cut_points if limits.min_audio_seconds <= p <= longest]
+            total = max(fitting) if fitting else longest
+            self.note = f"lip-sync clip shortened to {total:.2f} s ({model} takes at most {longest:g} s of audio)"
+        pieces = plan_segments(total, longest, max(limits.min_audio_seconds, 0.5), cut_points)
+        made: list[tuple[Path, float]] = []
+        for i, (start, end) in enumerate(pieces):
+            audio = audio_clip if len(pieces) == 1 and total == whole else cut_audio(
+                audio_clip, start, end - start, out_path.with_name(f"{out_path.stem}.a{i}.m4a"), ffmpeg)
+            if i:
+                frame = last_frame(made[-1][0], out_path.with_name(f"{out_path.stem}.f{i}.png"), ffmpeg)
+            args = {"prompt": prompt, "image_url": data_uri(frame), "audio_url": data_uri(audio)}
+            if limits.sized_by_video_size:
+                args["video_size"] = video_size_field(self.settings.remote_aspect_ratio)
+            piece = out_path if len(pieces) == 1 else out_path.with_name(f"{out_path.stem}.p{i}.mp4")
+            made.append((self._fetch(model, args, piece), end - start))
+        if len(pieces) > 1:
+            join_clips(made, out_path, self.settings.fps, ffmpeg)
+            cuts = ", ".join(f"{end:.2f}" for _, end in pieces[:-1])
+            self.note = (f"lip-sync in {len(pieces)} pieces joined at {cuts} s ({model} takes at most "
+                         f"{longest:g} s of audio; each piece starts from the last frame of the one before)")
+        return out_path
+
+    def _fetch(self, model: str, args: dict[str, Any], out_path: Path) -> Path:
         result = self.queue.run(model, args)
         self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
         check_video(out_path, self.name, self.settings.ffmpeg_binary)
@@ -211,7 +172,7 @@ class FalUpscaler:
 
         model = self.settings.fal_upscale_image_model
         self.name = f"fal:{model}"
-        factor = max(1, self.settings.upscale_factor)
+        factor = upscale_factor_field(model, self.settings.upscale_factor)
         small = out_path.with_name(out_path.stem + ".in.png")
         with Image.open(image.path) as img:
             img.convert("RGB").resize((max(1, image.width // factor), max(1, image.height // factor)),
@@ -230,7 +191,7 @@ class FalUpscaler:
         model = self.settings.fal_upscale_video_model
         self.name = f"fal:{model}"
         result = self.queue.run(model, {"video_url": data_uri(video, "video/mp4"),
-                                        "upscale_factor": max(1, self.settings.upscale_factor)})
+                                        "upscale_factor": upscale_factor_field(model, self.settings.upscale_factor)})
         self.downloader.download(media_url(self.name, result, "video"), out_path, self.name)
         check_video(out_path, self.name, self.settings.ffmpeg_binary)
         return out_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,5 +37,5 @@ class LocalVideoMaker:
     name: str = "local (camera motion on the still)"
 
     def make(self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None,
-             out_path: Path) -> Path | None:
+             out_path: Path, cut_points: Sequence[float] = ()) -> Path | None:
         return None

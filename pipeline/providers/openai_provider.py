@@ -16,21 +16,12 @@ import openai
 
 from pipeline.errors import ProviderError
 from pipeline.models import CaptionLength, LyricLine, StyledImage, Word
-from pipeline.providers.remote import (
-    ResultDownloader,
-    Retryable,
-    RetryPolicy,
-    TranscriptCache,
-    call_with_retries,
-    check_image,
-    compact_audio,
-    fit_still,
-    image_prompt,
-    lines_from_words,
-    malformed,
-    raise_for_status,
-    styled_from_file,
-)
+from pipeline.providers.audio_cuts import compact_audio
+from pipeline.providers.http_retries import Retryable, RetryPolicy, call_with_retries, malformed, raise_for_status
+from pipeline.providers.prompts import image_prompt
+from pipeline.providers.results import ResultDownloader, check_image, fit_still, styled_from_file
+from pipeline.providers.transcripts import TranscriptCache, lines_from_words
+from pipeline.providers.waits import remote_wait, sleep_unless_cancelled, wait_cancellable
 from pipeline.settings import Settings
 from pipeline.write_caption import CaptionContext, check_caption_length, word_bounds
 
@@ -57,12 +48,15 @@ def make_client(settings: Settings) -> openai.OpenAI:
                          timeout=settings.provider_timeout_seconds, max_retries=0)
 
 
-def call_openai(label: str, policy: RetryPolicy, request: Any) -> Any:
-    """One SDK call under our retry policy, with its failures turned into clear ProviderErrors."""
+def call_openai(label: str, policy: RetryPolicy, request: Any, max_in_flight: int) -> Any:
+    """One SDK call under our retry policy, with its failures turned into clear ProviderErrors.
+
+    The call holds no CPU slot while it waits; a synchronous request cannot be cancelled at OpenAI, so a cancel
+    takes effect when it returns (or at the provider time-out)."""
 
     def attempt() -> Any:
         try:
-            return request()
+            return wait_cancellable(request)
         except openai.APITimeoutError:
             raise Retryable(f"no answer within {policy.timeout_seconds:g} s") from None
         except openai.APIConnectionError as exc:
@@ -76,7 +70,8 @@ def call_openai(label: str, policy: RetryPolicy, request: Any) -> Any:
         except openai.OpenAIError as exc:  # e.g. missing credentials
             raise ProviderError(f"{label}: {exc}") from None
 
-    return call_with_retries(attempt, policy, label)
+    with remote_wait("openai", max_in_flight):
+        return call_with_retries(attempt, policy, label, sleep_unless_cancelled)
 
 
 # ---- captions -------------------------------------------------------------------------------------------------
@@ -153,7 +148,7 @@ class OpenAICaptionWriter:
                 model=self.settings.openai_caption_model, messages=asked, seed=seed, temperature=0.9,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": "caption", "schema": CAPTION_SCHEMA, "strict": True}},
-            ))
+            ), self.settings.openai_max_in_flight)
             text = parse_caption(self.name, completion)
             problem = length_problem(text, length)
             if not problem:
@@ -206,6 +201,7 @@ class OpenAITranscriber:
             return cached
         upload = path
         if path.stat().st_size > UPLOAD_LIMIT_BYTES:
+            (self.settings.cache_dir / "transcripts").mkdir(parents=True, exist_ok=True)  # absent on a new install
             upload = compact_audio(path, self.settings.cache_dir / "transcripts" / f".{path.stem}.mp3",
                                    self.settings.ffmpeg_binary)
 
@@ -216,7 +212,12 @@ class OpenAITranscriber:
                     response_format="verbose_json", timestamp_granularities=["word", "segment"],
                 )
 
-        lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request))
+        try:
+            lines = lines_from_verbose(self.name, call_openai(self.name, self.policy, request,
+                                                              self.settings.openai_max_in_flight))
+        finally:
+            if upload != path:
+                upload.unlink(missing_ok=True)  # the compacted copy was only for this request
         self.cache.put(path, self.name, lines)
         return lines
 
@@ -246,7 +247,7 @@ class OpenAIImageMaker:
             return self.client.images.edit(image=(face_guide.name, face_guide.read_bytes()), prompt=prompt,
                                            model=model, size=size, n=1)
 
-        answer = call_openai(self.name, self.policy, request)
+        answer = call_openai(self.name, self.policy, request, self.settings.openai_max_in_flight)
         raw = out_path.with_name(out_path.stem + ".model" + ".img")
         try:
             item = answer.data[0]

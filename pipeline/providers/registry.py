@@ -6,20 +6,14 @@ With FALLBACK_TO_LOCAL a failed remote step runs its local implementation and th
 from __future__ import annotations
 
 import dataclasses
-import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pipeline.errors import ProviderError
-from pipeline.models import CaptionLength, LyricLine, StyledImage
 from pipeline.providers.base import CaptionWriter, ImageMaker, Transcriber, Upscaler, VideoMaker
 from pipeline.providers.local import LocalCaptionWriter, LocalImageMaker, LocalVideoMaker
 from pipeline.settings import Settings
-
-if TYPE_CHECKING:
-    from pipeline.templates import Template
-    from pipeline.write_caption import CaptionContext
 
 Step = str  # "transcribe" | "caption" | "image" | "video" | "upscale"
 
@@ -78,104 +72,50 @@ def fallback_note(remote_name: str, exc: ProviderError, local: str = "local") ->
     return f"{local} (fallback after {reason})"
 
 
-@dataclass
-class FallbackCaptionWriter:
-    remote: CaptionWriter
-    local: CaptionWriter
-    notes: dict[str, str]
+class WithFallback:
+    """A remote provider whose failed calls run `instead` (the local way), with the reason in the run's notes.
 
-    def __post_init__(self) -> None:
-        self.name = self.remote.name
+    Every attribute is the remote one's; a method that raises ProviderError returns instead(method, args,
+    kwargs, note).
+    """
 
-    def write(self, ctx: CaptionContext, length: CaptionLength, rng: random.Random) -> str:
-        try:
-            return self.remote.write(ctx, length, rng)
-        except ProviderError as exc:
-            self.name = self.notes["caption"] = fallback_note(self.remote.name, exc)
-            return self.local.write(ctx, length, rng)
+    def __init__(self, remote: Any, notes: dict[str, str], run_key: str, instead: Callable[..., Any],
+                 local_label: str = "local"):
+        self.remote, self.notes, self.run_key = remote, notes, run_key
+        self.instead, self.local_label = instead, local_label
+        self.name: str = remote.name
 
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(self.remote, attr)
+        if attr.startswith("_") or not callable(value):
+            return value
 
-@dataclass
-class FallbackImageMaker:
-    remote: ImageMaker
-    local: ImageMaker
-    notes: dict[str, str]
-
-    def __post_init__(self) -> None:
-        self.name = self.remote.name
-
-    def make(self, face_guide: Path | None, template: Template, *, width: int, height: int, rng: random.Random,
-             out_path: Path) -> StyledImage:
-        try:
-            return self.remote.make(face_guide, template, width=width, height=height, rng=rng, out_path=out_path)
-        except ProviderError as exc:
-            self.name = self.notes["image"] = fallback_note(self.remote.name, exc)
-            image = self.local.make(face_guide, template, width=width, height=height, rng=rng, out_path=out_path)
-            return dataclasses.replace(image, provider=self.name)
-
-
-@dataclass
-class FallbackVideoMaker:
-    remote: VideoMaker
-    local: VideoMaker
-    notes: dict[str, str]
-
-    def __post_init__(self) -> None:
-        self.name = self.remote.name
-        self.needs_audio_clip = bool(getattr(self.remote, "needs_audio_clip", False))
-
-    def make(self, image: StyledImage, prompt: str, *, duration: float, audio_clip: Path | None,
-             out_path: Path) -> Path | None:
-        try:
-            made = self.remote.make(image, prompt, duration=duration, audio_clip=audio_clip, out_path=out_path)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = value(*args, **kwargs)
+            except ProviderError as exc:
+                self.name = self.notes[self.run_key] = fallback_note(self.remote.name, exc, self.local_label)
+                return self.instead(attr, args, kwargs, self.name)
             self.name = self.remote.name
-            return made
-        except ProviderError as exc:
-            self.name = self.notes["video"] = fallback_note(self.remote.name, exc)
-            return self.local.make(image, prompt, duration=duration, audio_clip=audio_clip, out_path=out_path)
+            return result
+
+        return guarded
 
 
-@dataclass
-class FallbackTranscriber:
-    """No local transcriber exists: on failure the song simply has no timed lyrics (unless it has an .lrc)."""
-
-    remote: Transcriber
-    notes: dict[str, str]
-
-    def __post_init__(self) -> None:
-        self.name = self.remote.name
-
-    def transcribe(self, path: Path) -> list[LyricLine]:
-        try:
-            return self.remote.transcribe(path)
-        except ProviderError as exc:
-            self.name = self.notes["lyrics"] = fallback_note(self.remote.name, exc, local="none")
-            return []
-
-
-@dataclass
-class FallbackUpscaler:
-    """On failure the input is kept as it is; the renderer still renders at 2x."""
-
-    remote: Upscaler
-    notes: dict[str, str]
-
-    def __post_init__(self) -> None:
-        self.name = self.remote.name
-
-    def upscale_image(self, image: StyledImage, out_path: Path) -> StyledImage:
-        try:
-            return self.remote.upscale_image(image, out_path)
-        except ProviderError as exc:
-            self.name = self.notes["upscale"] = fallback_note(self.remote.name, exc, local="local (rendered at 2x)")
-            return image
-
-    def upscale_video(self, video: Path, out_path: Path) -> Path:
-        try:
-            return self.remote.upscale_video(video, out_path)
-        except ProviderError as exc:
-            self.name = self.notes["upscale"] = fallback_note(self.remote.name, exc, local="local (rendered at 2x)")
-            return video
+def _instead(step: Step) -> tuple[Callable[..., Any], str]:
+    """What a failed remote call of `step` does instead, and how the run names it."""
+    if step == "caption":
+        return (lambda method, args, kwargs, note: LocalCaptionWriter().write(*args, **kwargs)), "local"
+    if step == "image":
+        return (lambda method, args, kwargs, note: dataclasses.replace(LocalImageMaker().make(*args, **kwargs),
+                                                                       provider=note)), "local"
+    if step == "video":  # the local maker moves the still; a chained fill that fails simply ends there
+        return (lambda method, args, kwargs, note: LocalVideoMaker().make(*args, **kwargs)
+                if method == "make" else None), "local"
+    if step == "transcribe":  # no local transcriber: no timed lyrics (unless the song has an .lrc)
+        return (lambda method, args, kwargs, note: []), "none"
+    # upscale: the input is kept as it is, and the renderer still renders at 2x
+    return (lambda method, args, kwargs, note: args[0]), "local (rendered at 2x)"
 
 
 def _remote(step: Step, service: str, settings: Settings):  # noqa: ANN202 - one of the step protocols
@@ -197,25 +137,17 @@ def providers_from_settings(settings: Settings) -> Providers:
     notes: dict[str, str] = {}
     fallback = settings.fallback_to_local
 
-    caption: CaptionWriter = LocalCaptionWriter()
-    if services["caption"] != "local":
-        remote = _remote("caption", services["caption"], settings)
-        caption = FallbackCaptionWriter(remote, caption, notes) if fallback else remote
-    image: ImageMaker = LocalImageMaker()
-    if services["image"] != "local":
-        remote = _remote("image", services["image"], settings)
-        image = FallbackImageMaker(remote, image, notes) if fallback else remote
-    video: VideoMaker = LocalVideoMaker()
-    if services["video"] != "local":
-        remote = _remote("video", services["video"], settings)
-        video = FallbackVideoMaker(remote, video, notes) if fallback else remote
-    transcriber: Transcriber | None = None
-    if services["transcribe"] != "local":
-        remote = _remote("transcribe", services["transcribe"], settings)
-        transcriber = FallbackTranscriber(remote, notes) if fallback else remote
-    upscaler: Upscaler | None = None
-    if services["upscale"] != "local":
-        remote = _remote("upscale", services["upscale"], settings)
-        upscaler = FallbackUpscaler(remote, notes) if fallback else remote
+    def chosen(step: Step) -> Any:
+        remote = _remote(step, services[step], settings)
+        if not fallback:
+            return remote
+        instead, label = _instead(step)
+        return WithFallback(remote, notes, RUN_KEY[step], instead, label)
+
+    caption: CaptionWriter = LocalCaptionWriter() if services["caption"] == "local" else chosen("caption")
+    image: ImageMaker = LocalImageMaker() if services["image"] == "local" else chosen("image")
+    video: VideoMaker = LocalVideoMaker() if services["video"] == "local" else chosen("video")
+    transcriber: Transcriber | None = None if services["transcribe"] == "local" else chosen("transcribe")
+    upscaler: Upscaler | None = None if services["upscale"] == "local" else chosen("upscale")
     return Providers(caption=caption, image=image, video=video, transcriber=transcriber, upscaler=upscaler,
                      fallbacks=notes)
