@@ -7,13 +7,14 @@ import json
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import models
 from api.auth import Account, viewer_of
 from api.context import ApiContext, Ctx
+from api.limits import charge_batch
 from api.openapi import errors
 from pipeline.artists import check_readiness, find_artist, list_songs
 from pipeline.errors import BadInput, StudioError
@@ -63,6 +64,7 @@ CREATE_EXAMPLES = {
              response_model=models.CreateResponse,
              responses=errors(400, 401, 404, 409, 413, 429, 503, bad_input=models.CreateErrorResponse))
 async def create_content(
+    request: Request,
     body: Annotated[CreateContentRequest, Body(openapi_examples=CREATE_EXAMPLES)],
     account: Account,
     ctx: Ctx,
@@ -74,6 +76,7 @@ async def create_content(
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=. Unknown body fields are
     ignored (as the original does) and named in `warnings`."""
     key = _idempotency_key(idempotency_key)
+    charge_batch(request.app.state, account, body.batch)  # the rate limit counts the batch's runs, not 1
     if key is not None:
         return await run_in_threadpool(_create_once, body, account, ctx, key)
     # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
