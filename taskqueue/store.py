@@ -84,6 +84,7 @@ runs = Table(
     Column("worker", String(200), nullable=True),
     Column("heartbeat_at", Float, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("not_before", Float, nullable=True),  # a retry waits until then (its queue message is delayed too)
     Index("ix_runs_owner_created", "owner", "created_at"),
     Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
     Index("ix_runs_owner_status", "owner", "status"),  # an account's active runs (quotas)
@@ -101,6 +102,14 @@ api_keys = Table(
     Column("revoked_at", Float, nullable=True),  # set: refused from the next request on, on every process
     Index("ix_api_keys_id", "id", unique=True),
     Index("ix_api_keys_account", "account_id"),
+)
+
+# When each account last had a run claimed: workers take queued runs in turn across accounts (claim_next).
+account_turns = Table(
+    "account_turns",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("claimed_at", Float, nullable=False),
 )
 
 # People who sign in to the UI; each has an account (what runs, keys and artists belong to).
@@ -414,7 +423,7 @@ class RunStore:
                 "artist_slug": r.artist_slug, "template": r.template, "request": r.request, "seed": r.seed,
                 "status": QUEUED, "step": None, "progress": 0.0, "timeline": [], "output": None, "error": None,
                 "attempts": 0, "created_at": now, "started_at": None, "finished_at": None, "worker": None,
-                "heartbeat_at": None, "cancel_requested": False,
+                "heartbeat_at": None, "cancel_requested": False, "not_before": None,
             }
             for r in new_runs
         ]
@@ -505,6 +514,42 @@ class RunStore:
             step=None, progress=0.0, timeline=[], error=None,
         )
 
+    def claim_next(self, worker: str) -> str | None:
+        """Claim a queued run, taking turns across accounts: the account whose last claim is oldest (or that never
+        had one) goes first, and within it its oldest run. The id claimed, or None when no run can start now.
+
+        A queue message is a turn, not a particular run: each queued run has one message, each message claims one
+        run, so one account's batch of 30 waits behind another's single run instead of in front of it.
+        """
+        for _ in range(5):  # a server database's racing claim may take the pick first: pick again
+            with self._write() as conn, conn.begin():
+                now = self.clock()
+                ready = ((runs.c.status == QUEUED) & runs.c.cancel_requested.is_(False)
+                         & (runs.c.not_before.is_(None) | (runs.c.not_before <= now)))
+                t = account_turns
+                pick = conn.execute(
+                    select(runs.c.id, runs.c.owner).select_from(runs.outerjoin(t, t.c.owner == runs.c.owner))
+                    .where(ready).order_by(func.coalesce(t.c.claimed_at, 0.0), runs.c.created_at, runs.c.id)
+                    .limit(1)).first()
+                if pick is None:
+                    return None
+                run_id, owner = pick
+                claimed = conn.execute(update(runs).where(runs.c.id == run_id, ready).values(
+                    status=EXECUTING, started_at=now, heartbeat_at=now, worker=worker, attempts=runs.c.attempts + 1,
+                    step=None, progress=0.0, timeline=[], error=None, not_before=None)).rowcount == 1
+                if claimed:
+                    self._took_turn(conn, owner, now)
+                    return run_id
+        return None
+
+    def _took_turn(self, conn: Connection, owner: str, now: float) -> None:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        statement = upsert(account_turns).values(owner=owner, claimed_at=now)
+        conn.execute(statement.on_conflict_do_update(index_elements=["owner"], set_={"claimed_at": now}))
+
     def progress(self, run_id: str, step: str, percent: float, timeline: list[dict]) -> bool:
         return self._update(run_id, runs.c.status == EXECUTING, step=step,
                             progress=round(max(0.0, min(100.0, percent)), 1), timeline=timeline,
@@ -533,11 +578,12 @@ class RunStore:
         return self._update(run_id, runs.c.status.in_([QUEUED, EXECUTING]), **values)
 
     def requeue(self, run_id: str, *, error: dict | None = None, count_attempt: bool = True,
-                worker: str | None = None) -> bool:
+                worker: str | None = None, delay: float | None = None) -> bool:
         """EXECUTING -> QUEUED (a retry); `count_attempt=False` when the run was interrupted, not failed;
-        with `worker`, only if that worker holds it."""
+        with `worker`, only if that worker holds it; with `delay`, no claim takes it before that many seconds."""
         values: dict[str, Any] = {"status": QUEUED, "step": None, "progress": 0.0, "worker": None,
-                                  "heartbeat_at": None, "started_at": None, "error": error}
+                                  "heartbeat_at": None, "started_at": None, "error": error,
+                                  "not_before": self.clock() + delay if delay else None}
         if not count_attempt:
             values["attempts"] = runs.c.attempts - 1
         where = runs.c.status == EXECUTING

@@ -113,3 +113,21 @@ def test_the_quota_refuses_a_whole_batch_and_holds_under_racing_creates(url: str
         assert len(made) == 4 and len(errors) == 6 and store.active_count("racer") == 4
     finally:
         store.close()
+
+
+def test_claims_take_turns_across_accounts(url: str) -> None:
+    clock = iter(float(t) for t in range(100, 10_000))
+    store = RunStore(url, clock=lambda: next(clock))
+    try:
+        a_runs = [r.id for r in store.create_batch("acct-a", [_new_run() for _ in range(10)])]
+        (b_run,) = [r.id for r in store.create_batch("acct-b", [_new_run()])]
+        taken = [store.claim_next("w1") for _ in range(4)]
+        assert taken[1] == b_run  # B's run starts before A's second (a batch's runs go in no particular order)
+        assert set(taken) - {b_run} <= set(a_runs) and len(set(taken)) == 4
+        # a retry waits out its delay: no claim takes it before then
+        assert store.requeue(taken[2], delay=10_000)
+        rest = [store.claim_next("w1") for _ in range(8)]
+        assert sorted(rest[:7]) == sorted(set(a_runs) - set(taken)) and rest[7] is None
+        assert store.get(taken[2]).status == "QUEUED"
+    finally:
+        store.close()

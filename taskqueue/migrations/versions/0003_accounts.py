@@ -1,4 +1,5 @@
-"""Accounts: users who sign in, API keys with an id, last use and revocation, and an index for per-account quotas.
+"""Accounts: users who sign in, API keys with an id, last use and revocation, an index for per-account quotas,
+and what the fair queue needs (each account's last claim; a retry's earliest start).
 
 Keys made before this revision get an id derived from their hash, so they keep working (and their runs stay
 their account's: runs.owner and api_keys.account_id do not change).
@@ -35,9 +36,18 @@ def upgrade() -> None:
     op.create_index("ix_api_keys_id", "api_keys", ["id"], unique=True)
     op.create_index("ix_api_keys_account", "api_keys", ["account_id"])
     op.create_index("ix_runs_owner_status", "runs", ["owner", "status"])
+    op.add_column("runs", sa.Column("not_before", sa.Float, nullable=True))
+    op.create_table(
+        "account_turns",
+        sa.Column("owner", sa.String(64), primary_key=True),
+        sa.Column("claimed_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("account_turns")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("not_before")
     op.drop_index("ix_runs_owner_status", table_name="runs")
     op.drop_index("ix_api_keys_account", table_name="api_keys")
     op.drop_index("ix_api_keys_id", table_name="api_keys")
