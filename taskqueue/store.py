@@ -542,6 +542,13 @@ class RunStore:
                     return run_id
         return None
 
+    def next_ready_in(self) -> float | None:
+        """Seconds until the soonest delayed retry may start (None: no queued run is waiting out a delay)."""
+        with self.engine.connect() as conn:
+            soonest = conn.execute(select(func.min(runs.c.not_before)).where(
+                runs.c.status == QUEUED, runs.c.cancel_requested.is_(False), runs.c.not_before > self.clock())).scalar()
+        return None if soonest is None else max(0.0, soonest - self.clock())
+
     def _took_turn(self, conn: Connection, owner: str, now: float) -> None:
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as upsert

@@ -317,6 +317,9 @@ def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enq
         # The message is a turn, not a particular run: it runs the oldest run of the account whose turn it is
         claimed = store.claim_next(worker)
         if claimed is None:
+            wait = store.next_ready_in()
+            if wait is not None:  # came before a retry's delay ran out (another machine's clock): it is that turn
+                enqueue(run_id, delay=wait + 0.05)
             log.info("no queued run can start now (%s is not queued any more); skipping this message", run_id)
             return "skipped"
         run_id = claimed  # an interruption below puts back the run actually claimed
