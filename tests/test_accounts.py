@@ -156,10 +156,15 @@ def test_a_batch_over_the_quota_is_refused_whole(world: World) -> None:
 
 
 def test_a_forged_host_header_is_400(world: World) -> None:
-    for path in ("/api/health", "/", "/auth/sign-in"):
-        r = httpx.get(world.studio.url(path), headers={"Host": "rebound.attacker.example"}, timeout=10)
-        assert r.status_code == 400, path
-    assert httpx.get(world.studio.url("/api/health"), headers={"Host": "localhost"}, timeout=10).status_code == 200
+    forged = {"Host": "rebound.attacker.example", "x-api-key": world.a.key}
+    for path in ("/api/tasks/runs", "/api/accounts/id", "/", "/runs", "/auth/sign-in"):
+        r = httpx.get(world.studio.url(path), headers=forged, timeout=10)
+        assert r.status_code == 400 and r.json()["status"] == "error", path
+    named = {"Host": f"localhost:{world.studio.port}", "x-api-key": world.a.key}
+    assert httpx.get(world.studio.url("/api/tasks/runs"), headers=named, timeout=10).status_code == 200
+    # a load balancer's probe by address still gets liveness (and nothing else)
+    probe = httpx.get(world.studio.url("/api/health"), headers={"Host": "10.0.0.7"}, timeout=10)
+    assert probe.status_code == 200 and probe.json() == {"status": "ok", "ok": True}
 
 
 def test_anonymous_requests_get_the_sign_in_page(world: World) -> None:
