@@ -5,12 +5,15 @@ trusted hosts, and the refusals to start. On SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,9 +226,32 @@ def test_no_user_on_a_public_host_refuses_to_start(tmp_path: Path) -> None:
     env = studio_env(tmp_path / "data", free_port(), HOST="0.0.0.0", AUTH="off")
     done = cli(env, "serve")
     assert done.returncode == 2 and "AUTH=off" in done.stderr
+    # uvicorn started by hand (as docs/DEPLOY.md does) refuses the same way, before it listens
+    env = studio_env(tmp_path / "data", free_port(), HOST="0.0.0.0")
+    done = subprocess.run([sys.executable, "-m", "uvicorn", "server:app", "--host", "127.0.0.1", "--port",
+                           env["PORT"]], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "create-user" in done.stderr.strip().splitlines()[-1], done.stderr
 
 
-def test_loopback_without_users_opens_the_studio_without_sign_in(tmp_path: Path) -> None:
-    with running_studio(tmp_path, worker=False) as studio:
-        home = httpx.get(studio.url("/runs"), timeout=10)
-        assert home.status_code == 200 and "<title>Sign in" not in home.text
+def test_serve_on_loopback_without_users_opens_the_studio_without_sign_in(tmp_path: Path) -> None:
+    """What `make run` does: `python -m taskqueue serve` on 127.0.0.1 with no user, straight into the studio."""
+    port = free_port()
+    env = studio_env(tmp_path / "data", port)
+    serve = subprocess.Popen([sys.executable, "-m", "taskqueue", "serve"], cwd=PROJECT_ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, home = time.monotonic() + 90, None
+        while time.monotonic() < deadline and serve.poll() is None:
+            with suppress(httpx.HTTPError):
+                home = httpx.get(f"http://127.0.0.1:{port}/runs", timeout=2)
+                if home.status_code == 200:
+                    break
+            time.sleep(0.3)
+        assert home is not None and home.status_code == 200 and "<title>Sign in" not in home.text
+    finally:
+        os.killpg(serve.pid, signal.SIGINT)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()
