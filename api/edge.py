@@ -1,4 +1,5 @@
-"""The ASGI edge in front of the UI and the API: trusted Host headers, the sign-in pages and the session gate.
+"""The ASGI edge in front of the UI and the API: trusted Host headers, the sign-in pages (wrong passwords slowed
+and throttled) and the session gate.
 
 Access is decided here, once, for every path; Streamlit's pages only read who signed in (pages/_ui.py).
 """
@@ -8,24 +9,17 @@ from __future__ import annotations
 import asyncio
 import html
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.limits import RequestLimiter
 from pipeline.settings import Settings
-from taskqueue.accounts import (
-    FAILED_SIGN_IN_DELAY_SECONDS,
-    SESSION_COOKIE,
-    SIGN_IN_FAILED,
-    Sessions,
-    SignInThrottle,
-    check_password,
-    is_loopback,
-    sign_in_required,
-)
-from taskqueue.store import RunStore
+from taskqueue.accounts import SESSION_COOKIE, SIGN_IN_FAILED, Sessions, check_password, is_loopback, sign_in_required
+from taskqueue.store import RunStore, normal_email
 
 SIGN_IN_PATH = "/auth/sign-in"
 SIGN_OUT_PATH = "/auth/sign-out"
@@ -112,6 +106,40 @@ async def _read_form(receive: Receive) -> dict[str, str] | None:
     return {k: v[0] for k, v in fields.items()}
 
 
+@dataclass(frozen=True)
+class ThrottleRule:
+    failures: int
+    window_seconds: int
+
+
+PER_EMAIL = ThrottleRule(5, 300)  # a person mistyping gets five tries in five minutes
+PER_CLIENT = ThrottleRule(20, 300)  # one address trying many emails
+FAILED_SIGN_IN_DELAY_SECONDS = 1.0  # every failure is answered this late (without holding a thread)
+
+
+class SignInThrottle:
+    """Failed sign-ins per email and per client address, counted with the API's rate limiter (the `limits`
+    library): in this process, or in Redis when REDIS_URL is set, so every web server shares the count."""
+
+    def __init__(self, redis_url: str | None = None, prefix: str = "studio"):
+        self.by_email = RequestLimiter(PER_EMAIL.failures, redis_url, f"{prefix}:signin-email",
+                                       window_seconds=PER_EMAIL.window_seconds)
+        self.by_client = RequestLimiter(PER_CLIENT.failures, redis_url, f"{prefix}:signin-client",
+                                        window_seconds=PER_CLIENT.window_seconds)
+
+    def retry_after(self, email: str, client: str) -> float | None:
+        """Seconds until another try is allowed, None when it is allowed now."""
+        wait = max(self.by_email.wait(normal_email(email)), self.by_client.wait(client))
+        return wait if wait > 0 else None
+
+    def failed(self, email: str, client: str) -> None:
+        self.by_email.take(normal_email(email))
+        self.by_client.take(client)
+
+    def succeeded(self, email: str) -> None:
+        self.by_email.forget(normal_email(email))
+
+
 class Edge:
     """Host check for every request; with sign-in required, a session for everything but /api (which has its keys)
     and the sign-in pages themselves."""
@@ -123,7 +151,7 @@ class Edge:
         self.sessions = Sessions(secret, settings.session_seconds)
         self.hosts = allowed_hosts(settings)
         self.required = sign_in_required(settings)
-        self.throttle = SignInThrottle()
+        self.throttle = SignInThrottle(settings.redis_url, settings.queue_name)
         self.ui = ui
         self.api = api  # answers and returns True for an /api path
         self.secure_cookie = (settings.public_base_url or "").startswith("https://")

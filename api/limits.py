@@ -126,6 +126,29 @@ class RequestLimiter:
         return max(0.001, reset - time.time())
 
 
+    def wait(self, identity: str) -> float:
+        """Like `take` without counting: 0 when a request may pass now, else the seconds until one may."""
+        for limiter in (self.shared, self.memory):
+            if limiter is None:
+                continue
+            try:
+                if limiter.test(self.item, identity):
+                    return 0.0
+                return max(0.001, limiter.get_window_stats(self.item, identity).reset_time - time.time())
+            except Exception:  # Redis down: this process's own count meanwhile
+                log.warning("rate limit: Redis unreachable, limiting in this process", exc_info=True)
+        return 0.0
+
+    def forget(self, identity: str) -> None:
+        """A fresh budget for `identity` (a successful sign-in clears its failures)."""
+        for limiter in (self.shared, self.memory):
+            if limiter is not None:
+                try:
+                    limiter.clear(self.item, identity)
+                except Exception:
+                    log.warning("rate limit: Redis unreachable, could not clear %s", identity, exc_info=True)
+
+
 class AccountCache:
     """Which account a presented key belongs to (None: none), remembered for `ttl` seconds, at most `size` keys."""
 

@@ -1,13 +1,9 @@
-"""Users and sign-in: argon2id password hashes, one answer for a wrong password and an unknown email, wrong
-passwords throttled, the AUTH mode, and the signed session cookie the ASGI edge (server.py) sets and reads."""
+"""Users and sign-in: argon2id password hashes, one answer for a wrong password and an unknown email, the AUTH
+mode, and the signed session cookie the ASGI edge (api/edge.py) sets and reads."""
 
 from __future__ import annotations
 
 import ipaddress
-import threading
-import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -116,51 +112,3 @@ class Sessions:
         except BadSignature:  # expired ones too
             return None
         return value.get("u") if isinstance(value, dict) else None
-
-
-# --- slowing down password guessing -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ThrottleRule:
-    failures: int
-    window_seconds: float
-
-
-PER_EMAIL = ThrottleRule(5, 300.0)  # a person mistyping gets five tries in five minutes
-PER_CLIENT = ThrottleRule(20, 300.0)  # one address trying many emails
-FAILED_SIGN_IN_DELAY_SECONDS = 1.0  # every failure is answered this late (without holding a thread)
-
-
-class SignInThrottle:
-    """Failed sign-ins per email and per client address, in this process (a restart forgets them)."""
-
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
-        self.failures: dict[str, deque[float]] = defaultdict(deque)
-        self.lock = threading.Lock()
-
-    def _recent(self, key: str, rule: ThrottleRule) -> deque[float]:
-        times = self.failures[key]
-        while times and times[0] <= self.clock() - rule.window_seconds:
-            times.popleft()
-        return times
-
-    def retry_after(self, email: str, client: str) -> float | None:
-        """Seconds until another try is allowed, None when it is allowed now."""
-        waits = []
-        with self.lock:
-            for key, rule in ((f"e:{email.strip().lower()}", PER_EMAIL), (f"c:{client}", PER_CLIENT)):
-                times = self._recent(key, rule)
-                if len(times) >= rule.failures:
-                    waits.append(times[0] + rule.window_seconds - self.clock())
-        return max(waits) if waits else None
-
-    def failed(self, email: str, client: str) -> None:
-        with self.lock:
-            now = self.clock()
-            self.failures[f"e:{email.strip().lower()}"].append(now)
-            self.failures[f"c:{client}"].append(now)
-
-    def succeeded(self, email: str) -> None:
-        with self.lock:
-            self.failures.pop(f"e:{email.strip().lower()}", None)
