@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.limits import RequestLimiter
 from pipeline.settings import Settings
 from taskqueue.accounts import SESSION_COOKIE, SIGN_IN_FAILED, Sessions, check_password, is_loopback, sign_in_required
-from taskqueue.store import RunStore, normal_email
+from taskqueue.store import RunStore, User, normal_email
 
 SIGN_IN_PATH = "/auth/sign-in"
 SIGN_OUT_PATH = "/auth/sign-out"
@@ -168,7 +168,7 @@ class Edge:
             return
         path = scope.get("path", "")
         if scope["type"] == "http" and path in (SIGN_IN_PATH, SIGN_OUT_PATH):
-            await (self._sign_in(scope, receive, send) if path == SIGN_IN_PATH else self._sign_out(send))
+            await (self._sign_in(scope, receive, send) if path == SIGN_IN_PATH else self._sign_out(scope, send))
             return
         if self.required and path not in OPEN_PATHS and not await self._signed_in(scope):
             await self._turn_away(scope, send)
@@ -193,10 +193,10 @@ class Edge:
     # --- sessions -------------------------------------------------------------------------------
 
     async def _signed_in(self, scope: Scope) -> bool:
-        user_id = self.sessions.user_id(_cookie(scope, SESSION_COOKIE))
-        if user_id is None:
+        token = _cookie(scope, SESSION_COOKIE)
+        if self.sessions.claims(token) is None:  # no database read for a missing or forged cookie
             return False
-        return await run_in_threadpool(self.store.get_user, user_id) is not None  # a removed user is out at once
+        return await run_in_threadpool(self.sessions.user, self.store, token) is not None
 
     async def _turn_away(self, scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -216,7 +216,10 @@ class Edge:
             parts.append("Secure")
         return b"set-cookie", "; ".join(parts).encode("latin-1")
 
-    async def _sign_out(self, send: Send) -> None:
+    async def _sign_out(self, scope: Scope, send: Send) -> None:
+        claims = self.sessions.claims(_cookie(scope, SESSION_COOKIE))
+        if claims is not None:  # a copied cookie stops working too, not only this browser's
+            await run_in_threadpool(self.store.end_sessions, claims[0])
         await _redirect(send, SIGN_IN_PATH, [self._cookie_header("", 0)])
 
     async def _sign_in(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -284,7 +287,6 @@ def sign_in_page(next_path: str, error: str = "", email: str = "") -> bytes:
     return page.encode("utf-8")
 
 
-def session_user_id(settings: Settings, secret: str, token: str | None) -> str | None:
-    """For the pages: the user id in a session cookie the edge let through (None when there is none)."""
-    return Sessions(secret, settings.session_seconds).user_id(token)
-
+def session_user(settings: Settings, store: RunStore, secret: str, token: str | None) -> User | None:
+    """For the pages: the user of a session cookie the edge let through (None when there is none)."""
+    return Sessions(secret, settings.session_seconds).user(store, token)

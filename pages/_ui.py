@@ -90,7 +90,7 @@ def session_studio() -> Studio:
     """The studio as this browser session's user sees it. The edge (api/edge.py) already turned away anyone
     without a valid session where sign-in is required; here the page only reads who it is. Without the edge
     (`streamlit run app.py`) a page where sign-in is required shows nothing."""
-    from api.edge import session_user_id
+    from api.edge import session_user
     from taskqueue.accounts import SESSION_COOKIE, ui_viewer
     from taskqueue.keys import signing_secret
 
@@ -100,14 +100,13 @@ def session_studio() -> Studio:
         token = st.context.cookies.get(SESSION_COOKIE)
     except Exception:  # no browser context (AppTest)
         token = None
-    user_id = session_user_id(settings, signing_secret(settings), token)
-    viewer = ui_viewer(settings, shared.store, user_id, shared.owner)
-    if viewer is None:
+    user = session_user(settings, shared.store, signing_secret(settings), token)
+    viewer = ui_viewer(settings, user, shared.owner)
+    if viewer is None:  # signed out in another tab, or the session ran out, since this page was opened
         st.warning("Sign in to use the studio.", icon=":material/lock:")
         st.link_button("Sign in", "/auth/sign-in")
         st.stop()
-    user = shared.store.get_user(user_id) if user_id else None
-    return shared.for_viewer(viewer, user.email if user and user.account_id == viewer.account else None)
+    return shared.for_viewer(viewer, user.email if user else None)
 
 
 def navigation():

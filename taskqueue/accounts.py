@@ -81,12 +81,10 @@ def refusal_to_serve(settings: Settings, store: RunStore) -> str | None:
     return None
 
 
-def ui_viewer(settings: Settings, store: RunStore, user_id: str | None, local_account: str) -> Viewer | None:
+def ui_viewer(settings: Settings, user: User | None, local_account: str) -> Viewer | None:
     """Who the UI acts as: the signed-in user, or (sign-in not required) the local admin; None: nobody."""
-    if user_id is not None:
-        user = store.get_user(user_id)
-        if user is not None:
-            return Viewer(user.account_id, user.is_admin)
+    if user is not None:
+        return Viewer(user.account_id, user.is_admin)
     if sign_in_required(settings):
         return None
     return Viewer(local_account, admin=True)
@@ -95,20 +93,32 @@ def ui_viewer(settings: Settings, store: RunStore, user_id: str | None, local_ac
 # --- the session cookie -----------------------------------------------------------------------------
 
 class Sessions:
-    """The cookie's value: the user id, signed and timestamped with SECRET_KEY (itsdangerous, as download links)."""
+    """The cookie's value: the user id and session epoch, signed and timestamped with SECRET_KEY (itsdangerous, as
+    the download links are). Signing out raises the user's epoch, which ends every cookie issued before."""
 
     def __init__(self, secret: str, max_age_seconds: int):
         self.serializer = URLSafeTimedSerializer(secret, salt="studio-session")
         self.max_age = max_age_seconds
 
     def issue(self, user: User) -> str:
-        return self.serializer.dumps({"u": user.id})
+        return self.serializer.dumps({"u": user.id, "e": user.session_epoch})
 
-    def user_id(self, token: str | None) -> str | None:
+    def claims(self, token: str | None) -> tuple[str, int] | None:
+        """(user id, epoch) of a valid, unexpired cookie."""
         if not token:
             return None
         try:
             value = self.serializer.loads(token, max_age=self.max_age)
         except BadSignature:  # expired ones too
             return None
-        return value.get("u") if isinstance(value, dict) else None
+        if not isinstance(value, dict) or not isinstance(value.get("u"), str) or not isinstance(value.get("e"), int):
+            return None
+        return value["u"], value["e"]
+
+    def user(self, store: RunStore, token: str | None) -> User | None:
+        """The signed-in user: a valid cookie of a user who exists and has not signed out since."""
+        claims = self.claims(token)
+        if claims is None:
+            return None
+        user = store.get_user(claims[0])
+        return user if user is not None and user.session_epoch == claims[1] else None

@@ -122,6 +122,7 @@ users = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("account_id", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("session_epoch", Integer, nullable=False, default=0),  # signing out ends every session made before
     Index("ix_users_email", "email", unique=True),
     Index("ix_users_account", "account_id"),
 )
@@ -227,6 +228,7 @@ class User:
     is_admin: bool
     account_id: str
     created_at: float
+    session_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -853,6 +855,11 @@ class RunStore:
             self._admin_cache.clear()
         self._admin_cache[account_id] = (now, admin)
         return admin
+
+    def end_sessions(self, user_id: str) -> None:
+        """Sign-out: every session cookie issued to the user so far stops working, on every server."""
+        with self._write() as conn, conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(session_epoch=users.c.session_epoch + 1))
 
     def set_password(self, user_id: str, password_hash: str) -> None:
         """A re-hash with newer argon2 parameters after a sign-in (argon2's check_needs_rehash)."""

@@ -196,6 +196,11 @@ def test_sign_in_says_the_same_for_a_wrong_password_and_an_unknown_email(world: 
     forged = httpx.get(world.studio.url("/"), cookies={"studio_session": ok.cookies["studio_session"] + "x"},
                        timeout=10)
     assert forged.status_code == 303
+    # signing out ends the session on the server too: a copy of the cookie no longer opens anything
+    session = {"studio_session": ok.cookies["studio_session"]}
+    out = httpx.get(world.studio.url("/auth/sign-out"), cookies=session, timeout=10)
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
+    assert httpx.get(world.studio.url("/"), cookies=session, timeout=10).status_code == 303
 
 
 def test_wrong_passwords_are_throttled(world: World) -> None:

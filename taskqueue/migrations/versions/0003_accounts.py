@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("is_admin", sa.Boolean, nullable=False),
         sa.Column("account_id", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("session_epoch", sa.Integer, nullable=False),
     )
     op.create_index("ix_users_email", "users", ["email"], unique=True)
     op.create_index("ix_users_account", "users", ["account_id"])
