@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui as ui
+from pages._providers import providers_panel
 from pages._samples import cached_sample, render_sample
 from pipeline.templates import Template, list_templates, malleable_template
 
@@ -48,6 +49,7 @@ def template_card(template: Template, malleable: bool = False) -> None:
 studio = ui.start_page()
 ui.header("Templates", "A template is a look: the scene the artist is placed in, how the camera moves, the colour "
           "grade and the caption's voice. Sample frames show the demo artist.")
+providers_panel(studio.settings)
 templates = list_templates()
 todo = [t for t in [*templates, malleable_template()] if cached_sample(t, studio.settings) is None]
 if todo:

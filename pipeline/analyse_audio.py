@@ -1,6 +1,7 @@
-"""What a song sounds like over time (loudness, onsets, beats, repetition), measured with numpy alone.
+"""What a song sounds like over time (loudness, onsets, beats and bars, sections and what repeats), in numpy.
 
-The clip chooser and the audio-reactive motion read it; results are cached by the file's content hash.
+Features here; the beat grid in pipeline.beat_grid, the sections in pipeline.song_sections. The clip chooser, the
+edit and the audio-reactive motion read it; results are cached by the file's content hash.
 """
 
 from __future__ import annotations
@@ -13,28 +14,24 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pipeline import beat_grid, song_sections
 from pipeline.errors import BadInput, NotFound
 from pipeline.ffmpeg import decode_audio
-from pipeline.models import AudioAnalysis
+from pipeline.models import AudioAnalysis, Section
 
-ANALYSIS_VERSION = 2  # bump when the numbers below change meaning, so old cache entries are not reused
+ANALYSIS_VERSION = 3  # bump when the numbers below change meaning, so old cache entries are not reused
 SAMPLE_RATE = 22050
 FINE_HOP = 512  # ~23 ms: the onset envelope the beat tracker reads
 HOP = 2 * FINE_HOP  # ~46 ms: the frame-wise arrays handed out
 N_FFT = 1024
-MIN_BPM, MAX_BPM = 70.0, 180.0
-PREFERRED_BPM = 120.0  # the tempo prior's centre, which settles half/double-tempo ambiguity
 SILENCE_PEAK = 1e-4  # -80 dBFS: quieter than this is treated as silence (dither, encoder noise)
-BLOCK_SECONDS = 0.25  # the grain of the repetition features
-MAX_BLOCKS = 1500  # longer songs get coarser blocks, so the lag search stays small
-MIN_REPEAT_LAG_SECONDS = 8.0  # shorter lags are a loop repeating inside a section, not a section coming back
-REPEAT_SMOOTH_SECONDS = 4.0  # a repeat must hold this long to count: sections recur, single notes do not
-CHROMA_WEIGHT = 0.7  # harmony and melody say more about a section coming back than timbre does
+LOW_BAND_HZ = 300.0  # kick, snare body and bass: where the beat is, without the hi-hats that double it
+BLOCK_SECONDS_WITHOUT_BEAT = 2.0  # the grain of the sections when there are no bars to cut on
 # A 2-hour mix decoded whole is ~1.4 GB of memory; the hook is looked for in its first 15 minutes instead.
 MAX_ANALYSED_SECONDS = 900.0
 
@@ -77,7 +74,20 @@ def _analyse_file(path: Path, ffmpeg: str | None, decode: AudioDecoder) -> Audio
     return analyse_samples(samples, SAMPLE_RATE)
 
 
-def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> AudioAnalysis:
+@dataclass(frozen=True)
+class BeatFeatures:
+    """What a replacement beat tracker hands back (bench/hook_eval.py compares librosa's through this)."""
+
+    tempo: float
+    beat_frames: np.ndarray  # beat positions in FINE_HOP frames (frame k centred on sample k * FINE_HOP)
+    chroma: np.ndarray | None = None  # per FINE_HOP frame x 12, in place of the numpy chroma
+
+
+BeatTracker = Callable[[np.ndarray, int], BeatFeatures]
+
+
+def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, *,
+                    tracker: BeatTracker | None = None) -> AudioAnalysis:
     """Measure mono samples: the pure part of analyse_audio."""
     y = np.asarray(samples, dtype=np.float32).ravel()
     if not np.all(np.isfinite(y)):
@@ -92,29 +102,88 @@ def analyse_samples(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Audi
         return AudioAnalysis(duration=round(duration, 3), hop_seconds=hop_seconds, rms=zeros, onset=zeros,
                              beats=(), tempo=0.0, repetition=zeros)
 
+    replaced = tracker(y, sample_rate) if tracker is not None else None
     # One zero-padded copy serves both the segment energies and the STFT frames centred on them.
     padded = np.zeros(n_fine * FINE_HOP + N_FFT, dtype=np.float32)
     padded[N_FFT // 2 : N_FFT // 2 + y.size] = y
     del y
-    rms = _rms_envelope(padded[N_FFT // 2 : N_FFT // 2 + n_fine * FINE_HOP].reshape(n_fine, FINE_HOP), n_coarse)
-    flux, chroma, bands = _spectral_features(padded, n_fine, sample_rate)
+    rms = _normalise(_rms_envelope(padded[N_FFT // 2 : N_FFT // 2 + n_fine * FINE_HOP].reshape(n_fine, FINE_HOP),
+                                   n_coarse))
+    flux, low_flux, chroma, bands = _spectral_features(padded, n_fine, sample_rate)
     fine_onset = _normalise(flux)
+    low_onset = _normalise(low_flux)
     onset = fine_onset.reshape(n_coarse, 2).max(axis=1)
-    tempo, beat_frames = _track_beats(fine_onset, fine_seconds)
-    beats = [round(b * fine_seconds, 3) for b in beat_frames if b * fine_seconds < duration]
-    repetition = _repetition(chroma, bands, n_coarse, fine_seconds)
+    if replaced is not None:
+        tempo, beat_frames = replaced.tempo, np.asarray(replaced.beat_frames, dtype=float)
+        period = 60.0 / tempo / fine_seconds if tempo > 0 else 0.0
+        steady = beat_grid.is_steady(fine_onset, beat_frames, period, fine_seconds)
+        if replaced.chroma is not None:
+            chroma = _fit_frames(replaced.chroma, n_fine)
+    else:
+        tempo, beat_frames, steady = beat_grid.track_beats(fine_onset, low_onset, fine_seconds)
+    grid = _grid(tempo, beat_frames, steady, chroma, low_onset, fine_seconds, duration)
+    sections = _sections(grid, chroma, bands, rms, fine_seconds, hop_seconds, duration)
     return AudioAnalysis(
         duration=round(duration, 3),
         hop_seconds=hop_seconds,
-        rms=_rounded(_normalise(rms)),
+        rms=_rounded(rms),
         onset=_rounded(onset),
-        beats=tuple(beats),
-        tempo=round(tempo, 2),
-        repetition=_rounded(repetition),
-        downbeats=tuple(beats[::4]),
-        beats_per_bar=4,
-        steady_beat=tempo > 0 and len(beats) >= 8,
+        beats=grid.beats,
+        tempo=round(grid.tempo, 2),
+        repetition=_rounded(_section_repetition(sections, n_coarse, hop_seconds)),
+        downbeats=grid.downbeats,
+        beats_per_bar=grid.beats_per_bar,
+        steady_beat=grid.steady,
+        sections=sections,
     )
+
+
+def _grid(tempo: float, beat_frames: np.ndarray, steady: bool, chroma: np.ndarray, low_onset: np.ndarray,
+          fine_seconds: float, duration: float) -> beat_grid.BeatGrid:
+    """Beats and bar lines in seconds; no grid at all without a steady beat (the edit then does not cut on it)."""
+    beat_frames = beat_frames[beat_frames * fine_seconds < duration]
+    if not steady or beat_frames.size == 0:
+        return beat_grid.NO_GRID
+    first, per_bar = beat_grid.find_downbeats(beat_frames, chroma, low_onset)
+    beats = tuple(round(float(b) * fine_seconds, 3) for b in beat_frames)
+    return beat_grid.BeatGrid(tempo=float(tempo), beats=beats, downbeats=tuple(beats[i] for i in first),
+                              beats_per_bar=per_bar, steady=True)
+
+
+def _sections(grid: beat_grid.BeatGrid, chroma: np.ndarray, bands: np.ndarray, rms: np.ndarray,
+              fine_seconds: float, hop_seconds: float, duration: float) -> tuple[Section, ...]:
+    """The song cut into sections on its bar lines (or on fixed blocks without a steady beat)."""
+    if len(grid.downbeats) >= 2:
+        starts = np.array(grid.downbeats)
+        parts = grid.beats_per_bar
+    else:
+        starts = np.arange(0.0, duration, BLOCK_SECONDS_WITHOUT_BEAT)
+        parts = 4
+    if starts.size < 2:
+        return ()
+    edges = np.append(np.round(starts / fine_seconds), chroma.shape[0]).astype(int)
+    features = song_sections.bar_features(chroma, bands, edges, parts)
+    summed = np.concatenate([[0.0], np.cumsum(rms)])
+    lo = np.clip(np.round(starts / hop_seconds).astype(int), 0, rms.size)
+    hi = np.append(lo[1:], rms.size)
+    loudness = (summed[hi] - summed[lo]) / np.maximum(hi - lo, 1)
+    return song_sections.find_sections(features, starts, round(duration, 3), loudness)
+
+
+def _section_repetition(sections: tuple[Section, ...], n_coarse: int, hop_seconds: float) -> np.ndarray:
+    """Per frame: how closely its section matches another section of the song (0 for a one-off)."""
+    values = np.zeros(n_coarse)
+    for section in sections:
+        if section.count >= 2:
+            lo, hi = round(section.start / hop_seconds), round(section.end / hop_seconds)
+            values[max(0, lo) : max(0, hi)] = section.similarity
+    return values
+
+
+def _fit_frames(x: np.ndarray, n: int) -> np.ndarray:
+    """Rows cut or zero-padded to `n`."""
+    x = np.asarray(x, dtype=np.float64)
+    return x[:n] if x.shape[0] >= n else np.vstack([x, np.zeros((n - x.shape[0], x.shape[1]))])
 
 
 def _rounded(values: np.ndarray) -> tuple[float, ...]:
@@ -158,135 +227,32 @@ def _bin_maps(sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return chroma_map, band_map
 
 
-def _spectral_features(padded: np.ndarray, n_fine: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per fine frame: spectral flux (onset strength), chroma energy and band energy, computed in chunks.
-
-    `padded` holds the samples after N_FFT/2 zeros, so frame k is centred on sample k*FINE_HOP.
+def _spectral_features(padded: np.ndarray, n_fine: int, sample_rate: int
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per fine frame: spectral flux (onset strength), its low-band part, chroma energy and band energy, computed
+    in chunks. `padded` holds the samples after N_FFT/2 zeros, so frame k is centred on sample k*FINE_HOP.
     """
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::FINE_HOP][:n_fine]
     window = np.hanning(N_FFT).astype(np.float32)
-    chroma_map, band_map = _bin_maps(sample_rate)
+    both_maps = np.hstack(_bin_maps(sample_rate))  # one product gives chroma and bands
+    low_bins = int(np.searchsorted(np.fft.rfftfreq(N_FFT, 1.0 / sample_rate), LOW_BAND_HZ))
     flux = np.zeros(n_fine)
-    chroma = np.zeros((n_fine, 12))
-    bands = np.zeros((n_fine, 12))
+    low_flux = np.zeros(n_fine)
+    energies = np.zeros((n_fine, 24))
     previous: np.ndarray | None = None
     chunk = 2048  # frames per FFT batch: bounds memory to a few MB whatever the song's length
     for lo in range(0, n_fine, chunk):
-        mag = np.abs(np.fft.rfft(frames[lo : lo + chunk] * window, axis=1)).astype(np.float32)
-        power = np.square(mag)
-        chroma[lo : lo + chunk] = power @ chroma_map
-        bands[lo : lo + chunk] = power @ band_map
-        log_mag = np.log1p(mag)
-        before = np.vstack([log_mag[:1] if previous is None else previous, log_mag[:-1]])
-        flux[lo : lo + chunk] = np.maximum(log_mag - before, 0.0).sum(axis=1)
-        previous = log_mag[-1:]
-    return flux, chroma, bands
-
-
-def _track_beats(onset: np.ndarray, frame_seconds: float) -> tuple[float, list[float]]:
-    """Tempo from the onset envelope's autocorrelation (70-180 BPM), then beats that follow its peaks.
-
-    Returns (bpm, beat positions in onset frames); (0, []) when nothing repeats at a beat-like period.
-    """
-    n = onset.size
-    lag_min = max(1, math.floor(60.0 / MAX_BPM / frame_seconds))
-    lag_max = math.ceil(60.0 / MIN_BPM / frame_seconds)
-    # Onset peaks are a frame wide; blurred a little, a period between two whole lags is not split in two.
-    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
-    blurred = np.convolve(onset, kernel / kernel.sum(), mode="same")
-    centred = blurred - blurred.mean()
-    if n < 2 * lag_max + 2 or not np.any(centred):
-        return 0.0, []
-    size = 1 << (2 * n - 1).bit_length()
-    spectrum = np.fft.rfft(centred, size)
-    ac = np.fft.irfft(spectrum * np.conj(spectrum), size)[: 2 * lag_max + 2]
-    ac = ac / ac[0]
-    lags = np.arange(lag_min, lag_max + 1)
-    bpm = 60.0 / (lags * frame_seconds)
-    prior = np.exp(-0.5 * np.log2(bpm / PREFERRED_BPM) ** 2)
-    # A true beat period also lines up with its double; a half-beat (eighth notes) does not always.
-    best = int(lags[np.argmax((ac[lags] + 0.5 * ac[2 * lags]) * prior)])
-    if ac[best] < 0.05:
-        return 0.0, []
-    y0, y1, y2 = ac[best - 1], ac[best], ac[best + 1]
-    curvature = y0 - 2 * y1 + y2
-    delta = float(np.clip(0.5 * (y0 - y2) / curvature, -0.5, 0.5)) if curvature < 0 else 0.0
-    period = best + delta
-
-    # Phase: the grid offset that sums the most onset strength.
-    phases = np.arange(math.ceil(period))
-    grid = np.round(phases[:, None] + np.arange(int(n / period) + 1)[None, :] * period).astype(int)
-    comb = np.where(grid < n, onset[np.minimum(grid, n - 1)], 0.0).sum(axis=1)
-    position = float(phases[int(np.argmax(comb))])
-
-    # Walk the grid, snapping each beat to a nearby onset peak so slow drift is followed.
-    tolerance = 0.15 * period
-    threshold = 0.3 * float(np.percentile(onset, 90))
-    beats: list[float] = []
-    while position < n - 0.5:
-        lo, hi = max(0, math.floor(position - tolerance)), min(n, math.ceil(position + tolerance) + 1)
-        window = onset[lo:hi]
-        if window.size and window.max() > threshold:
-            candidates = np.arange(lo, hi)
-            weighted = window * np.exp(-0.5 * ((candidates - position) / tolerance) ** 2)
-            position = float(candidates[int(np.argmax(weighted))])
-        beats.append(position)
-        position += period
-    return 60.0 / (period * frame_seconds), beats
-
-
-def _repetition(chroma: np.ndarray, bands: np.ndarray, n_coarse: int, fine_seconds: float) -> np.ndarray:
-    """How strongly each coarse frame's stretch of music recurs elsewhere in the song, 0..1.
-
-    Features are pooled into ~0.5 s blocks; for every lag the similarity along that diagonal is smoothed over a
-    few seconds, and each block keeps the best lag. Memory stays O(blocks), never blocks x blocks.
-    """
-    n_fine = chroma.shape[0]
-    block = max(1, round(BLOCK_SECONDS / fine_seconds), math.ceil(n_fine / MAX_BLOCKS))
-    n_blocks = n_fine // block
-    block_seconds = block * fine_seconds
-    min_lag = math.ceil(MIN_REPEAT_LAG_SECONDS / block_seconds)
-    if n_blocks <= min_lag:
-        return np.zeros(n_coarse)
-    used = n_blocks * block
-    pitch = chroma[:used].reshape(n_blocks, block, 12).sum(axis=1)
-    energy = bands[:used].reshape(n_blocks, block, 12).sum(axis=1)
-    loudness = energy.sum(axis=1)
-    pitch = pitch / (pitch.sum(axis=1, keepdims=True) + 1e-12)
-    log_bands = np.log10(energy + 1e-10)
-    timbre = log_bands - log_bands.mean(axis=1, keepdims=True)  # spectral shape, not level
-    features = np.hstack([_standardise(pitch) * CHROMA_WEIGHT, _standardise(timbre) * (1 - CHROMA_WEIGHT)])
-    # Near-silent blocks all look alike; they must not count as a section repeating.
-    features[loudness < 1e-4 * loudness.max()] = 0.0
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    features = np.divide(features, norms, out=np.zeros_like(features), where=norms > 1e-12)
-
-    smooth = max(1, round(REPEAT_SMOOTH_SECONDS / block_seconds))
-    best = np.zeros(n_blocks)
-    for lag in range(min_lag, n_blocks):
-        similarity = _moving_average((features[:-lag] * features[lag:]).sum(axis=1), smooth)
-        np.maximum(best[:-lag], similarity, out=best[:-lag])
-        np.maximum(best[lag:], similarity, out=best[lag:])
-    centres = (np.arange(n_blocks) + 0.5) * block_seconds
-    frame_times = np.arange(n_coarse) * 2 * fine_seconds
-    return np.clip(np.interp(frame_times, centres, best), 0.0, 1.0)
-
-
-def _standardise(x: np.ndarray) -> np.ndarray:
-    std = x.std(axis=0)
-    return np.divide(x - x.mean(axis=0), std, out=np.zeros_like(x), where=std > 1e-9)
-
-
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving average that averages only what exists at the edges."""
-    if width <= 1 or x.size == 0:
-        return x
-    summed = np.concatenate([[0.0], np.cumsum(x)])
-    idx = np.arange(x.size)
-    lo = np.maximum(0, idx - width // 2)
-    hi = np.minimum(x.size, lo + width)
-    lo = np.maximum(0, hi - width)
-    return (summed[hi] - summed[lo]) / (hi - lo)
+        mag = np.abs(np.fft.rfft(frames[lo : lo + chunk] * window, axis=1)).astype(np.float32, copy=False)
+        energies[lo : lo + chunk] = np.square(mag) @ both_maps
+        log_mag = np.log1p(mag, out=mag)
+        rise = np.empty_like(log_mag)
+        rise[0] = log_mag[0] - (log_mag[0] if previous is None else previous)
+        np.subtract(log_mag[1:], log_mag[:-1], out=rise[1:])
+        np.maximum(rise, 0.0, out=rise)
+        low_flux[lo : lo + chunk] = rise[:, :low_bins].sum(axis=1)
+        flux[lo : lo + chunk] = rise.sum(axis=1)
+        previous = log_mag[-1].copy()
+    return flux, low_flux, energies[:, :12], energies[:, 12:]
 
 
 # ---- cache ----------------------------------------------------------------------------------------------------
@@ -329,6 +295,7 @@ def _read_cache(path: Path) -> AudioAnalysis | None:
             downbeats=tuple(float(v) for v in data["downbeats"]),
             beats_per_bar=int(data["beats_per_bar"]),
             steady_beat=bool(data["steady_beat"]),
+            sections=tuple(Section(**section) for section in data["sections"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

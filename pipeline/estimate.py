@@ -23,6 +23,7 @@ REMOTE_SECONDS: dict[str, float] = {  # typical wall time of one remote call, qu
     "caption": 4.0,
     "image:fal": 20.0,
     "image:openai": 45.0,
+    "image:comfyui": 40.0,  # the example's Qwen-Image-Edit on one 24 GB GPU, by its model card; not measured here
     "video": 90.0,
     "lipsync": 120.0,
     "upscale_image": 15.0,

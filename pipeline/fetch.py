@@ -172,6 +172,7 @@ class Fetcher:
             raise FetchError(f"{url} was not fetched: the run's downloads took longer than the "
                              f"{self.run_seconds:g} s allowed (FETCH_RUN_TIMEOUT_SECONDS)", field=[field_name])
         return min(now + self.limits.timeout_seconds, self.run_deadline)
+    headers: dict[str, str] = field(default_factory=dict)  # sent to the first URL's host only (a self-hosted token)
 
     def fetch(self, url: str, *, field_name: str = "url", suffix: str = "") -> Path:
         dest = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
@@ -191,7 +192,8 @@ class Fetcher:
                     raise FetchError(self._late(url), field=[field_name])
                 check_url(current, self.limits, field_name, self.resolve)
                 try:
-                    with client.stream("GET", current) as resp:
+                    same_host = urlsplit(current).netloc == urlsplit(url).netloc
+                    with client.stream("GET", current, headers=self.headers if same_host else None) as resp:
                         if resp.is_redirect and resp.headers.get("location"):
                             current = urljoin(current, resp.headers["location"])
                             continue

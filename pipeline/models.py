@@ -59,6 +59,19 @@ class LyricLine:
 
 
 @dataclass(frozen=True)
+class Section:
+    """A stretch of a song between two bar lines, and whether the same music comes back elsewhere."""
+
+    start: float  # seconds, on a downbeat when the song has a steady beat
+    end: float
+    group: int  # sections with the same group are the same music (chords, tune, sound) coming back
+    count: int  # how many sections share the group: 1 is a one-off (a bridge, a solo, a drop), 2+ repeats
+    label: str  # a guess from repetition, loudness and position: chorus, verse, intro, outro or bridge
+    energy: float = 0.0  # mean loudness, 0..1 of the song's loudest
+    similarity: float = 0.0  # how closely it matches the closest other section, 0..1
+
+
+@dataclass(frozen=True)
 class AudioAnalysis:
     """What the clip chooser and the audio-reactive motion need to know about a song."""
 
@@ -73,6 +86,7 @@ class AudioAnalysis:
     downbeats: tuple[float, ...] = ()  # bar lines: the first beat of each bar, seconds
     beats_per_bar: int = 4
     steady_beat: bool = False
+    sections: tuple[Section, ...] = ()  # the song cut at its section boundaries, in time order
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from pipeline.providers.base import wants_audio_clip
 from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
+from pipeline.providers.step_hooks import StepHooks, lend
 from pipeline.render import RenderJob, render
 from pipeline.settings import FONTS_DIR, Settings
 from pipeline.songs import choose_song
@@ -79,7 +80,8 @@ class _Progress:
 
         within(0.0)
         try:
-            yield within
+            with lend(StepHooks(progress=within, cancelled=self.should_cancel)):  # for providers that report
+                yield within
         except StudioError as exc:
             exc.stage = exc.stage or name
             raise

@@ -18,7 +18,7 @@ TEMPLATES_DIR = ASSETS_DIR / "templates"
 FONTS_DIR = ASSETS_DIR / "fonts"
 DEMO_ARTIST_DIR = ASSETS_DIR / "demo-artist"
 
-ProviderChoice = Literal["local", "openai", "fal", "auto"]
+ProviderChoice = Literal["local", "openai", "fal", "comfyui", "auto"]
 # Size caps of the caches under DATA_DIR (MB): downloads, provider results, analyses, transcripts, the UI's copies
 # of stored outputs and template samples, the UI's uploads, and the artists' repository clones.
 # CACHE_MAX_MB='{"downloads": 500}' changes one of them.
@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     loudness_lufs: float = -14.0
     clip_seconds: float | None = None  # overrides every template's clip length (previews, tests)
 
-    # Which provider does each step: local, openai, fal, or auto (a remote one when its key is set, else local)
+    # Which provider does each step: local, openai, fal, comfyui, or auto (openai/fal when its key is set, else
+    # local; auto never picks comfyui, whose workflows need the user's own models)
     transcribe_provider: ProviderChoice = "local"
     caption_provider: ProviderChoice = "local"
     image_provider: ProviderChoice = "local"
@@ -97,6 +98,13 @@ class Settings(BaseSettings):
     # A lip-sync clip longer than the model takes: `segments` sends pieces that fit, cut at lyric-line or beat
     # boundaries and joined (the song's audio stays whole); `shorten` cuts the clip to the model's limit.
     remote_lipsync_long: Literal["segments", "shorten"] = "segments"
+
+    # A self-hosted ComfyUI server (the user's own: its host is allowed even on a private address)
+    comfyui_url: str | None = None  # e.g. http://127.0.0.1:8188
+    comfyui_headers: dict[str, str] = Field(default_factory=dict)  # JSON, e.g. {"Authorization": "Bearer ..."}
+    comfyui_workflows_dir: Path = ASSETS_DIR / "comfyui"  # image.json, video.json, lipsync.json, ...
+    comfyui_video_fps: int = 16  # the frame rate the video workflows are asked for (Wan makes 16 fps)
+    comfyui_max_in_flight: int = 4  # prompts one consumer has queued on ComfyUI at once (it runs one at a time)
 
     # Fetching user-given URLs
     fetch_max_bytes: int = 60 * 1024 * 1024

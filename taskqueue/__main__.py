@@ -246,7 +246,19 @@ def cmd_revoke_key(args: argparse.Namespace, settings: Settings) -> int:
 
 # --- worker -------------------------------------------------------------------------------------
 
+def refuse_bad_providers(settings: Settings) -> bool:
+    """A provider setting or ComfyUI workflow that cannot work stops the start, with what to fix."""
+    from pipeline.providers.overview import startup_problems
+
+    problems = startup_problems(settings)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return bool(problems)
+
+
 def cmd_worker(settings: Settings) -> int:
+    if refuse_bad_providers(settings):
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     from taskqueue.huey_app import huey
     from taskqueue.tasks import reap, recover_queue
@@ -302,6 +314,8 @@ def cmd_serve(settings: Settings) -> int:
     from taskqueue.accounts import refusal_to_serve
     from taskqueue.keys import ensure_local_key
 
+    if refuse_bad_providers(settings):
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = _store(settings)
     refusal = refusal_to_serve(settings, store)

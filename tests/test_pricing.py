@@ -26,7 +26,7 @@ def test_model_prices_override_the_list_price_and_local_is_free(tmp_path) -> Non
 
 
 def test_the_estimate_prices_the_chosen_models(tmp_path) -> None:
-    settings = Settings(data_dir=tmp_path, **REMOTE)
+    settings = Settings(data_dir=tmp_path, workers=1, **REMOTE)
     plain = estimate_request(settings, [], lipsync=False)
     [current] = plain.workflows
     assert {s.step: s.model for s in current.steps} == {

@@ -16,6 +16,7 @@ from api.context import Ctx
 from api.models import HealthResponse
 from api.openapi import errors
 from api.shapes import iso
+from pipeline.providers.overview import provider_overview
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger("api.health")
@@ -63,4 +64,5 @@ def health(request: Request, ctx: Ctx) -> JSONResponse:
             for w in live
         ],
         "liveWorkers": len(live),
+        "providers": provider_overview(ctx.settings),  # per step who runs it; whether ComfyUI answers
     })

@@ -1,4 +1,4 @@
-"""Which provider does each step, chosen by settings: local, openai, fal, or auto (remote when its key is set).
+"""Which provider does each step, chosen by settings: local, openai, fal, comfyui, or auto (remote when its key is set).
 
 With FALLBACK_TO_LOCAL a failed remote step runs its local implementation and the run records why.
 """
@@ -19,16 +19,17 @@ Step = str  # "transcribe" | "caption" | "image" | "video" | "upscale"
 
 # The remote services that offer each step, in the order `auto` prefers them.
 REMOTE_FOR_STEP: dict[Step, tuple[str, ...]] = {
-    "transcribe": ("openai", "fal"),
+    "transcribe": ("openai", "fal", "comfyui"),
     "caption": ("openai",),
-    "image": ("fal", "openai"),
-    "video": ("fal",),
-    "upscale": ("fal",),
+    "image": ("fal", "openai", "comfyui"),
+    "video": ("fal", "comfyui"),
+    "upscale": ("fal", "comfyui"),
 }
+NOT_AUTO = {"comfyui"}  # the user's own server runs the models they installed: chosen by name only
 # Where each step's choice is recorded in the run's `providers`.
 RUN_KEY: dict[Step, str] = {"transcribe": "lyrics", "caption": "caption", "image": "image", "video": "video",
                             "upscale": "upscale"}
-KEY_ENV = {"openai": "OPENAI_API_KEY", "fal": "FAL_KEY"}
+KEY_ENV = {"openai": "OPENAI_API_KEY", "fal": "FAL_KEY", "comfyui": "COMFYUI_URL"}
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Providers:
 
 
 def has_key(service: str, settings: Settings) -> bool:
-    return bool(settings.openai_api_key if service == "openai" else settings.fal_key)
+    return bool({"openai": settings.openai_api_key, "fal": settings.fal_key, "comfyui": settings.comfyui_url}[service])
 
 
 def choose_service(step: Step, settings: Settings) -> str:
@@ -52,7 +53,7 @@ def choose_service(step: Step, settings: Settings) -> str:
     if choice == "local":
         return "local"
     if choice == "auto":
-        return next((s for s in offered if has_key(s, settings)), "local")
+        return next((s for s in offered if s not in NOT_AUTO and has_key(s, settings)), "local")
     env = f"{step.upper()}_PROVIDER"
     if choice not in offered:
         raise ProviderError(f"{env}={choice} is not available: {choice} offers no {step} model here "
@@ -120,6 +121,11 @@ def _instead(step: Step) -> tuple[Callable[..., Any], str]:
 
 def _remote(step: Step, service: str, settings: Settings):  # noqa: ANN202 - one of the step protocols
     # Imported here so a keyless install never loads the SDKs.
+    if service == "comfyui":
+        from pipeline.providers.comfyui import image, transcribe, upscale, video
+
+        return {"transcribe": transcribe.ComfyUITranscriber, "image": image.ComfyUIImageMaker,
+                "video": video.ComfyUIVideoMaker, "upscale": upscale.ComfyUIUpscaler}[step](settings)
     if service == "openai":
         from pipeline.providers import openai_provider as op
 
