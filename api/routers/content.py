@@ -76,9 +76,9 @@ async def create_content(
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=. Unknown body fields are
     ignored (as the original does) and named in `warnings`."""
     key = _idempotency_key(idempotency_key)
-    charge_batch(request.app.state, account, body.batch)  # the rate limit counts the batch's runs, not 1
     if key is not None:
-        return await run_in_threadpool(_create_once, body, account, ctx, key)
+        return await run_in_threadpool(_create_once, body, account, ctx, key, request.app.state)
+    charge_batch(request.app.state, account, body.batch)  # the rate limit counts the batch's runs, not 1
     # The check may wait on git (an artist kept in a repository), so it gets a thread of the common pool;
     # the write is short and takes one of the store's writer threads
     artist = await run_in_threadpool(lambda: check_request(body, ctx.settings, viewer_of(ctx, account)))
@@ -88,8 +88,10 @@ async def create_content(
     return JSONResponse(response, status_code=202)
 
 
-def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str) -> JSONResponse:
-    """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
+def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str,
+                 app_state: object) -> JSONResponse:
+    """The create with an Idempotency-Key: the first request's answer for a retry with the same body (a replay
+    costs one request of the rate limit, not the batch's runs again)."""
     state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body),
                                                  ttl=ctx.settings.idempotency_ttl_seconds,
                                                  pending_timeout=ctx.settings.idempotency_pending_seconds)
@@ -102,6 +104,7 @@ def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key:
         raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly",
                                   field=["Idempotency-Key"])
     try:
+        charge_batch(app_state, account, body.batch)
         response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue,
                            viewer=viewer_of(ctx, account))
     except BaseException:
