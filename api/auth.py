@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Query, Request, Security
@@ -10,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.context import Ctx
+from pipeline.artists import Viewer
 from pipeline.errors import BadInput, StudioError
 from taskqueue.keys import account_for_key, configured_account
 
@@ -92,16 +94,39 @@ def uuid_param(name: str, value: str | None) -> str | None:
         raise BadQuery(f"{name} must be a UUID", field=[name]) from None
 
 
-async def acting_account(
+@dataclass(frozen=True)
+class Acting:
+    """Whom a request acts for: `account`, and which runs it sees (`owner`: None is every account's)."""
+
+    account: str
+    admin: bool  # the caller's key belongs to an admin's account
+    owner: str | None
+
+    @property
+    def viewer(self) -> Viewer:
+        # An admin acting for an account sees what that account sees; without account_id, every artist
+        return Viewer(self.account, admin=self.owner is None)
+
+
+def acting_for(
+    ctx: Ctx,
     account: Account,
-    account_id: Annotated[str | None, Query(description="Act for this account; the key's own account is the "
-                                                       "only one allowed until accounts can be shared")] = None,
-) -> str:
-    """The account a request acts for: the key's own, or `account_id` when the key may act for it."""
+    account_id: Annotated[str | None, Query(description="Act for this account: an admin's key may act for any "
+                                                       "account; any other key only for its own")] = None,
+) -> Acting:
+    """The account a request acts for: the key's own, or `account_id` when the key is an admin's."""
     wanted = uuid_param("account_id", account_id)
+    admin = ctx.store.is_admin_account(account)
     if wanted is not None and wanted != account:
-        raise Forbidden("This API key may not act for that account_id", field=["account_id"])
-    return account
+        if not admin:
+            raise Forbidden("This API key may not act for that account_id", field=["account_id"])
+        return Acting(wanted, admin, wanted)
+    # An admin without account_id sees every account's runs; anyone else their own
+    return Acting(account, admin, None if admin and wanted is None else account)
+
+
+async def acting_account(acting: Annotated[Acting, Depends(acting_for)]) -> str:
+    return acting.account
 
 
 def check_org(org_id: str | None) -> None:
@@ -111,3 +136,11 @@ def check_org(org_id: str | None) -> None:
 
 
 ActingAccount = Annotated[str, Depends(acting_account)]
+ActingFor = Annotated[Acting, Depends(acting_for)]
+
+
+def viewer_of(ctx: ApiContext, account: str | None) -> Viewer | None:
+    """What a key's account may see (an admin's: every artist); None for a signed link, which names its thing."""
+    if account is None:
+        return None
+    return Viewer(account, admin=ctx.store.is_admin_account(account))

@@ -28,7 +28,7 @@ def error_response(status_code: int, message: str, field: list | None = None, *,
 
 async def _studio_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StudioError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else getattr(exc, "headers", None)
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
 

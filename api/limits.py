@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from pipeline.errors import StudioError
 
 log = logging.getLogger("api")
 
@@ -107,15 +108,15 @@ class RequestLimiter:
             shared = storage_from_string(redis_url, socket_timeout=2, socket_connect_timeout=2, wrap_exceptions=True)
             self.shared = SlidingWindowCounterRateLimiter(shared)
 
-    def take(self, identity: str) -> float:
-        """0 when a request may pass now, else the seconds until one may."""
+    def take(self, identity: str, cost: int = 1) -> float:
+        """0 when `cost` requests may pass now (and they are counted), else the seconds until one may."""
         limiter = self.shared or self.memory
         try:
-            allowed = limiter.hit(self.item, identity)
+            allowed = limiter.hit(self.item, identity, cost=cost)
         except Exception:  # Redis down must not take the API down: limit per process meanwhile
             log.warning("rate limit: Redis unreachable, limiting in this process", exc_info=True)
             limiter = self.memory
-            allowed = limiter.hit(self.item, identity)
+            allowed = limiter.hit(self.item, identity, cost=cost)
         if allowed:
             return 0.0
         try:
@@ -123,6 +124,29 @@ class RequestLimiter:
         except Exception:
             reset = time.time() + 1
         return max(0.001, reset - time.time())
+
+
+    def wait(self, identity: str) -> float:
+        """Like `take` without counting: 0 when a request may pass now, else the seconds until one may."""
+        for limiter in (self.shared, self.memory):
+            if limiter is None:
+                continue
+            try:
+                if limiter.test(self.item, identity):
+                    return 0.0
+                return max(0.001, limiter.get_window_stats(self.item, identity).reset_time - time.time())
+            except Exception:  # Redis down: this process's own count meanwhile
+                log.warning("rate limit: Redis unreachable, limiting in this process", exc_info=True)
+        return 0.0
+
+    def forget(self, identity: str) -> None:
+        """A fresh budget for `identity` (a successful sign-in clears its failures)."""
+        for limiter in (self.shared, self.memory):
+            if limiter is not None:
+                try:
+                    limiter.clear(self.item, identity)
+                except Exception:
+                    log.warning("rate limit: Redis unreachable, could not clear %s", identity, exc_info=True)
 
 
 class AccountCache:
@@ -229,8 +253,31 @@ def make_limiter(per_minute: int, redis_url: str | None, prefix: str) -> Request
     return RequestLimiter(per_minute, redis_url, prefix) if per_minute > 0 else None
 
 
+class BatchOverRateLimit(StudioError):
+    """A create whose batch has more runs than the account has requests left this minute; nothing was created."""
+
+    status_code = 429
+
+    def __init__(self, batch: int, retry_after: int):
+        super().__init__(f"Too many requests: a batch of {batch} counts as {batch} requests, more than this account "
+                         f"has left this minute; try again in {retry_after} s (RATE_LIMIT_PER_MINUTE)",
+                         field=["batch"])
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+def charge_batch(app_state: Any, account: str, batch: int) -> None:
+    """The rest of a batch's runs against the account's rate limit (the request itself was counted as one), so
+    one request of 30 runs costs what 30 requests of one do; BatchOverRateLimit when they do not fit."""
+    limiter: RequestLimiter | None = getattr(app_state, "limiter", None)
+    if limiter is None or batch <= 1:
+        return
+    wait = limiter.take(f"account:{account}", cost=batch - 1)
+    if wait > 0:
+        raise BatchOverRateLimit(batch, max(1, math.ceil(wait)))
+
+
 def install_limits(app: Any, settings: Any, account_of: AccountOf | None = None) -> None:
     """Outermost first: the rate limit answers before the body is even read."""
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RateLimit, limiter=make_limiter(settings.rate_limit_per_minute, settings.redis_url,
-                                                       settings.queue_name), account_of=account_of)
+    app.state.limiter = make_limiter(settings.rate_limit_per_minute, settings.redis_url, settings.queue_name)
+    app.add_middleware(RateLimit, limiter=app.state.limiter, account_of=account_of)

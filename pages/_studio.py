@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from pipeline.artists import Missing, check_readiness, list_artists, list_songs
+from pipeline.artists import Missing, Viewer, check_readiness, list_artists, list_songs
 from pipeline.errors import BadInput, StudioError
 from pipeline.estimate import estimate_request
 from pipeline.models import CAPTION_LENGTHS, Artist, Song
@@ -32,26 +32,32 @@ FALLBACK_SECONDS_PER_VIDEO = 30.0  # when neither past runs nor the provider mod
 
 @dataclass
 class Studio:
-    """One process's view of the studio: settings, the run store, and who the UI acts as."""
+    """The studio as one page sees it: settings, the run store, the queue, and who the UI acts for.
+
+    `open_studio` makes the process's one (acting as the local admin); `for_viewer` the copy a session uses."""
 
     settings: Settings
     store: RunStore
-    owner: str  # the install key's account: runs made with that key in the API show here too
-    api_key: str
+    owner: str  # the account the UI acts for: the signed-in user's, or (no sign-in) the install key's
     enqueue: EnqueueMany
     cancel: Callable[[RunStore, str, str | None], Run | None]
+    viewer: Viewer | None = None  # what the owner may see; None: the local admin
+    email: str | None = None  # the signed-in user's; None without sign-in
+
+    def for_viewer(self, viewer: Viewer, email: str | None) -> Studio:
+        return replace(self, owner=viewer.account, viewer=viewer, email=email)
 
 
 def open_studio(settings: Settings) -> Studio:
-    """The store, the install's own API key (made on first use, as `serve` does) and the real queue."""
+    """The store, the install's own account (its key made on first use, as `serve` does) and the real queue."""
     from taskqueue.keys import ensure_local_key
     from taskqueue.tasks import cancel_run, enqueue_runs
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore.for_settings(settings)
-    key, account = ensure_local_key(settings, store)
-    return Studio(settings=settings, store=store, owner=account, api_key=key, enqueue=enqueue_runs,
-                  cancel=cancel_run)
+    _key, account = ensure_local_key(settings, store)
+    return Studio(settings=settings, store=store, owner=account, enqueue=enqueue_runs, cancel=cancel_run,
+                  viewer=Viewer(account, admin=True))
 
 
 # --- artists ------------------------------------------------------------------------------------
@@ -63,12 +69,13 @@ def workspace_copy(artist: Artist, settings: Settings) -> Artist:
         return artist
     clone = settings.data_dir / "workspaces" / artist.account_id
     if (clone / ".git").exists():
-        return Artist(artist.account_id, artist.slug, artist.name, clone, artist.repository, artist.ref)
+        return replace(artist, root=clone)
     return artist
 
 
-def artists_with_files(settings: Settings) -> list[Artist]:
-    return [workspace_copy(a, settings) for a in list_artists(settings)]
+def artists_with_files(settings: Settings, viewer: Viewer | None = None) -> list[Artist]:
+    """The artists `viewer` may use (its own and the shared ones), with their files."""
+    return [workspace_copy(a, settings) for a in list_artists(settings, viewer)]
 
 
 def artist_songs(artist: Artist) -> list[Song]:
@@ -190,7 +197,8 @@ def start_runs(studio: Studio, request: CreateContentRequest) -> dict:
     """The same trigger as POST /api/content/create; answers with its response (runIds...)."""
     from taskqueue.trigger import trigger
 
-    return trigger(request, studio.owner, settings=studio.settings, store=studio.store, enqueue=studio.enqueue)
+    return trigger(request, studio.owner, settings=studio.settings, store=studio.store, enqueue=studio.enqueue,
+                   viewer=studio.viewer)
 
 
 def choices_from_run(run: Run) -> CreateChoices:

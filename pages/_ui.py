@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,9 +81,32 @@ def _studio_for(database_url: str, data_dir: str) -> Studio:
 
 
 def studio() -> Studio:
-    """The process's studio context (one store and key per data folder)."""
+    """The process's studio context (one store per data folder), acting as the local admin."""
     settings = get_settings()
     return _studio_for(settings.sqlalchemy_url, str(settings.data_dir))
+
+
+def session_studio() -> Studio:
+    """The studio as this browser session's user sees it. The edge (api/edge.py) already turned away anyone
+    without a valid session where sign-in is required; here the page only reads who it is. Without the edge
+    (`streamlit run app.py`) a page where sign-in is required shows nothing."""
+    from api.edge import session_user
+    from taskqueue.accounts import SESSION_COOKIE, ui_viewer
+    from taskqueue.keys import signing_secret
+
+    shared = studio()
+    settings = shared.settings
+    try:
+        token = st.context.cookies.get(SESSION_COOKIE)
+    except Exception:  # no browser context (AppTest)
+        token = None
+    user = session_user(settings, shared.store, signing_secret(settings), token)
+    viewer = ui_viewer(settings, user, shared.owner)
+    if viewer is None:  # signed out in another tab, or the session ran out, since this page was opened
+        st.warning("Sign in to use the studio.", icon=":material/lock:")
+        st.link_button("Sign in", "/auth/sign-in")
+        st.stop()
+    return shared.for_viewer(viewer, user.email if user else None)
 
 
 def navigation():
@@ -105,10 +129,16 @@ def start_page() -> Studio:
     if PagesManager.uses_pages_directory and not st.session_state.get("_navigation_drawn"):
         PagesManager.uses_pages_directory = False  # what st.navigation itself does; app.py runs on the rerun
         st.rerun()
-    return studio()
+    current = session_studio()
+    st.session_state["_signed_in_as"] = current.email
+    return current
 
 
 def header(title: str, subtitle: str) -> None:
+    email = st.session_state.get("_signed_in_as")
+    if email:  # signed in (not the local admin): who, and the way out
+        st.markdown(f"<div style='text-align:right;font-size:0.85rem'>{html.escape(email)} · "
+                    "<a href='/auth/sign-out' target='_self'>Sign out</a></div>", unsafe_allow_html=True)
     st.title(title, anchor=False)
     st.caption(subtitle)
 
@@ -229,7 +259,7 @@ def template_label(template_id: str | None) -> str:
 def artist_names(studio: Studio) -> dict[str, str]:
     from pipeline.artists import list_artists
 
-    return {a.account_id: a.name for a in list_artists(studio.settings)}
+    return {a.account_id: a.name for a in list_artists(studio.settings, studio.viewer)}
 
 
 def face_image(artist: Artist) -> Path | None:

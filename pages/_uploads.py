@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from pipeline.artists import SONG_EXTENSIONS, is_valid_slug, list_artists, slugify, sync_repository
+from pipeline.artists import SONG_EXTENSIONS, Viewer, is_valid_slug, list_artists, slugify, sync_repository
 from pipeline.errors import BadInput
 from pipeline.ffmpeg import probe
 from pipeline.image_file import open_image
@@ -161,21 +161,25 @@ def write_context(root: Path, artist_text: str, audience_text: str) -> None:
             _write_whole(root / "context" / name, (text + "\n").encode("utf-8"))
 
 
-def _check_name(settings: Settings, name: str) -> str:
+def _check_name(settings: Settings, name: str, owner: str | None) -> str:
     name = (name or "").strip()
     if not name:
         raise BadInput("Give the artist a name.")
     if len(name) > 100:
         raise BadInput("The name is longer than 100 characters.")
-    if any(a.name.lower() == name.lower() for a in list_artists(settings)):
+    # among the artists the maker sees: another account's names are not theirs to learn
+    seen = list_artists(settings, Viewer(owner) if owner else None)
+    if any(a.name.lower() == name.lower() for a in seen):
         raise BadInput(f"There is already an artist called {name}.")
     return name
 
 
 def create_artist(settings: Settings, name: str, *, face: Upload | None = None, songs: list[Upload] | None = None,
-                  lyrics: list[Upload] | None = None, artist_text: str = "", audience_text: str = "") -> Artist:
-    """A new workspace under ARTISTS_DIR, written to a hidden folder and renamed in only when complete."""
-    name = _check_name(settings, name)
+                  lyrics: list[Upload] | None = None, artist_text: str = "", audience_text: str = "",
+                  owner: str | None = None) -> Artist:
+    """A new workspace under ARTISTS_DIR, written to a hidden folder and renamed in only when complete; it belongs
+    to `owner` (None: shared)."""
+    name = _check_name(settings, name, owner)
     assert settings.artists_dir is not None
     settings.artists_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".new-artist-", dir=settings.artists_dir))
@@ -192,9 +196,9 @@ def create_artist(settings: Settings, name: str, *, face: Upload | None = None, 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     # artist.json last: a folder without it is not an artist, so no one ever sees a half-made workspace
-    meta = {"account_id": str(uuid.uuid4()), "name": name}
+    meta = {"account_id": str(uuid.uuid4()), "name": name, **({"owner": owner} if owner else {})}
     _write_whole(root / "artist.json", (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
-    return Artist(meta["account_id"], root.name, name, root)
+    return Artist(meta["account_id"], root.name, name, root, owner=owner)
 
 
 def add_to_artist(artist: Artist, settings: Settings, *, face: Upload | None = None,
@@ -212,10 +216,10 @@ def add_to_artist(artist: Artist, settings: Settings, *, face: Upload | None = N
     write_context(artist.root, artist_text, audience_text)
 
 
-def connect_repository(settings: Settings, name: str, url: str, ref: str = "") -> Artist:
+def connect_repository(settings: Settings, name: str, url: str, ref: str = "", owner: str | None = None) -> Artist:
     """An artist whose workspace is a git repository: cloned once now (so a bad URL says so at once),
     then kept as artist.json with `repository` (runs update the clone before they start)."""
-    name = _check_name(settings, name)
+    name = _check_name(settings, name, owner)
     url, ref = (url or "").strip(), (ref or "").strip()
     if "://" not in url and not url.startswith("git@"):
         raise BadInput("That does not look like a git repository address (https://…).")
@@ -227,6 +231,7 @@ def connect_repository(settings: Settings, name: str, url: str, ref: str = "") -
     artist = Artist(account_id, slugify(name), name, settings.artists_dir, url, ref or None)
     synced = sync_repository(artist, settings)  # BadInput with git's own last line when it fails
     root = unique_folder(settings.artists_dir, slugify(name))
-    meta = {"account_id": account_id, "name": name, "repository": url, **({"ref": ref} if ref else {})}
+    meta = {"account_id": account_id, "name": name, "repository": url, **({"ref": ref} if ref else {}),
+            **({"owner": owner} if owner else {})}
     _write_whole(root / "artist.json", (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
-    return Artist(account_id, root.name, name, synced.root, url, ref or None)
+    return Artist(account_id, root.name, name, synced.root, url, ref or None, owner)

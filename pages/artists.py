@@ -133,7 +133,7 @@ def add_artist_tab() -> None:
         ok, artist = ui.run_action(lambda: create_artist(
             studio.settings, name, face=(uploads(values["face"]) or [None])[0], songs=uploads(values["songs"]),
             lyrics=uploads(values["lyrics"]), artist_text=values["artist_text"],
-            audience_text=values["audience_text"],
+            audience_text=values["audience_text"], owner=studio.owner,
         ), spinner="Checking the files and making the workspace…")
         if ok and isinstance(artist, Artist):
             reset_form("new")
@@ -152,7 +152,7 @@ def connect_tab() -> None:
     url = st.text_input("Repository URL", key=f"{prefix}_url", placeholder="https://github.com/you/artist-workspace.git")
     ref = st.text_input("Branch or tag (optional)", key=f"{prefix}_ref", placeholder="main")
     if st.button("Connect", key=f"{prefix}_save", type="primary", icon=":material/link:"):
-        ok, artist = ui.run_action(lambda: connect_repository(studio.settings, name, url, ref),
+        ok, artist = ui.run_action(lambda: connect_repository(studio.settings, name, url, ref, studio.owner),
                                    spinner="Cloning the repository…")
         if ok and isinstance(artist, Artist):
             reset_form("repo")
@@ -164,7 +164,7 @@ studio = ui.start_page()
 ui.header("Artists", "An artist is a face guide, songs and a few words of context. Add one here, or connect a git "
           "repository that holds those files.")
 ui.show_flash()
-artists = artists_with_files(studio.settings)
+artists = artists_with_files(studio.settings, studio.viewer)
 yours, add, connect = st.tabs([f"Artists ({len(artists)})", "Add an artist", "Connect a repository"])
 with yours:
     if not artists:

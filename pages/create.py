@@ -68,7 +68,7 @@ settings = studio.settings
 ui.header("Create videos", "Pick an artist and a look. Each video gets the song's hook, a styled image of the "
           "artist in motion and a burned-in caption, as a vertical MP4.")
 
-artists = artists_with_files(settings)
+artists = artists_with_files(settings, studio.viewer)
 if not artists:
     ui.empty_state("artist", "No artists yet", "Add an artist with a face photo and a few songs to start creating.",
                    link="artists", link_label="Add an artist")
@@ -241,7 +241,7 @@ with side_col, st.container(border=True, key="create_summary"):
 if submitted and not problems:
     with result_slot.container():
         def submit() -> dict:
-            paths = [str(save_upload_image(u, settings.data_dir / "uploads")) for u in good_uploads]
+            paths = [str(save_upload_image(u, settings.data_dir / "uploads" / studio.owner)) for u in good_uploads]
             choices.image_paths = paths
             return start_runs(studio, build_request(choices))
 

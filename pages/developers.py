@@ -1,4 +1,4 @@
-"""API: this install's key and ready-to-run requests for the REST API (the same queue and runs as the UI)."""
+"""API: the account's keys (listed, made, revoked; a secret shown once) and ready-to-run requests for the REST API."""
 
 from __future__ import annotations
 
@@ -38,17 +38,49 @@ def base_url() -> str:
 
 
 studio = ui.start_page()
-ui.header("API", "Everything the studio does is also a REST call. Runs you start with this key show up on the Runs "
-          "and Gallery pages, and runs started here are visible to the key.")
+ui.header("API", "Everything the studio does is also a REST call. Runs you start with your keys show up on the Runs "
+          "and Gallery pages, and runs started here are visible to your keys.")
 base = base_url()
-key = studio.api_key
+KEY_PLACEHOLDER = "$STUDIO_API_KEY"
+
+
+def key_rows() -> list[dict]:
+    return [{"Label": k.label or "—", "Id": k.id, "Created": ui.format_ago(k.created_at),
+             "Last used": ui.format_ago(k.last_used_at) if k.last_used_at else "never",
+             "State": "revoked" if k.revoked_at else "active"} for k in studio.store.list_keys(studio.owner)]
+
 
 with st.container(border=True):
-    st.subheader("Your API key", anchor=False)
-    st.code(key, language=None, wrap_lines=True)
-    st.caption(f"Account `{studio.owner}` · kept in `{studio.settings.data_dir / 'api-key.txt'}`. Send it as "
-               "`x-api-key: <key>` or `Authorization: Bearer <key>`. Anyone who can open this studio can read it: "
-               "put the studio behind your own login before exposing it. More keys: `python -m taskqueue create-key`.")
+    st.subheader("Your API keys", anchor=False)
+    st.caption("Send a key as `x-api-key: <key>` or `Authorization: Bearer <key>`. Keys are stored hashed: the "
+               "studio shows a key once, when it is made, and never again.")
+    made = st.session_state.pop("_new_api_key", None)
+    if made:  # shown this once; a rerun or another page and it is gone
+        st.success("Your new key; copy it now, it will not be shown again:", icon=":material/key:")
+        st.code(made, language=None, wrap_lines=True)
+    rows = key_rows()
+    if rows:
+        st.table(rows, hide_index=True, border="horizontal")
+    else:
+        st.caption("No keys yet.")
+    with st.form("new_key", clear_on_submit=True, border=False):
+        label = st.text_input("Label for a new key", max_chars=200, placeholder="e.g. laptop, CI", key="key_label")
+        if st.form_submit_button("Make a key", icon=":material/add:"):
+            plaintext, _info = studio.store.make_key(studio.owner, label.strip())
+            st.session_state["_new_api_key"] = plaintext
+            st.rerun()
+    live = [r["Id"] for r in rows if r["State"] == "active"]
+    if live:
+        labels = {r["Id"]: f"{r['Label']} ({r['Id']})" for r in rows}
+        cols = st.columns([3, 1], vertical_alignment="bottom")
+        doomed = cols[0].selectbox("Revoke a key", live, format_func=labels.get, key="revoke_key_id")
+        if cols[1].button("Revoke", key="revoke_key", icon=":material/block:"):
+            # scoped to this account: another account's key id revokes nothing
+            if studio.store.revoke_key(doomed, account_id=studio.owner):
+                ui.flash(f"Revoked {labels[doomed]}: it is refused from the next request on.")
+            st.rerun()
+    st.caption(f"Account `{studio.owner}`. From a terminal: `python -m taskqueue create-key --user EMAIL`, "
+               "`list-keys`, `revoke-key KEY_ID`.")
 
 with st.container(border=True):
     st.subheader("Webhooks", anchor=False)
@@ -61,10 +93,13 @@ with st.container(border=True):
 with st.container(border=True):
     st.subheader("Try it", anchor=False)
     st.markdown("Queue a video of the demo artist on stage with a short caption:")
-    st.code(example_curl(base, key), language="bash", wrap_lines=True)
+    # double quotes, so the shell puts the key in (example_curl single-quotes a literal key)
+    curl = example_curl(base, KEY_PLACEHOLDER).replace(shlex.quote(f"x-api-key: {KEY_PLACEHOLDER}"),
+                                                        f'"x-api-key: {KEY_PLACEHOLDER}"')
+    st.code(f"export STUDIO_API_KEY=<your key>\n{curl}", language="bash", wrap_lines=True)
     st.markdown("Then poll the run with one of the `runIds` it returns; when it is `COMPLETED`, "
                 "`output.video.url` is a download link:")
-    st.code(f"curl -sS -H {shlex.quote('x-api-key: ' + key)} '{base}/api/tasks/runs?runId=<runId>'",
+    st.code(f"curl -sS -H \"x-api-key: {KEY_PLACEHOLDER}\" '{base}/api/tasks/runs?runId=<runId>'",
             language="bash", wrap_lines=True)
     st.caption(f"The demo artist's account id is `{DEMO_ARTIST_ID}`; GET /api/artists lists the others.")
     st.link_button("Open the interactive API docs", f"{base}/api/docs", icon=":material/open_in_new:")

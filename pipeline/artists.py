@@ -1,7 +1,7 @@
 """Artists: workspace folders (face guide, songs, context), found by account id or slug.
 
-An artist is a folder with `artist.json` ({account_id, name, repository?, ref?}). Workspaces with a
-repository are cloned or updated with `git` into DATA_DIR before use.
+An artist is a folder with `artist.json` ({account_id, name, repository?, ref?, owner?}): `owner` is the account
+it belongs to, none means shared. Workspaces with a repository are cloned or updated with `git` into DATA_DIR.
 """
 
 from __future__ import annotations
@@ -38,8 +38,22 @@ def artist_roots(settings: Settings) -> list[Path]:
     return roots
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: an account sees its own artists and the shared ones; an admin sees every artist."""
+
+    account: str
+    admin: bool = False
+
+
+def can_see(artist: Artist, viewer: Viewer | None) -> bool:
+    """None: no one in particular (the worker, which runs what was already allowed)."""
+    return viewer is None or viewer.admin or artist.owner is None or artist.owner == viewer.account
+
+
 def read_artist(root: Path) -> Artist:
     meta = json.loads((root / "artist.json").read_text(encoding="utf-8"))
+    owner = meta.get("owner")
     return Artist(
         account_id=str(uuid.UUID(meta["account_id"])),
         slug=root.name,
@@ -47,10 +61,11 @@ def read_artist(root: Path) -> Artist:
         root=root,
         repository=meta.get("repository"),
         ref=meta.get("ref"),
+        owner=str(owner) if owner else None,
     )
 
 
-def list_artists(settings: Settings) -> list[Artist]:
+def list_artists(settings: Settings, viewer: Viewer | None = None) -> list[Artist]:
     artists: dict[str, Artist] = {}
     for root in artist_roots(settings):
         try:
@@ -58,13 +73,14 @@ def list_artists(settings: Settings) -> list[Artist]:
         except (ValueError, KeyError, OSError):
             continue  # a broken artist.json hides that artist, it does not break the list
         artists.setdefault(artist.account_id, artist)  # a registered copy wins over the bundled demo
-    return list(artists.values())
+    return [a for a in artists.values() if can_see(a, viewer)]
 
 
-def find_artist(settings: Settings, key: str) -> Artist:
-    """The artist with this account id (or folder slug); NotFound with the original's message."""
+def find_artist(settings: Settings, key: str, viewer: Viewer | None = None) -> Artist:
+    """The artist with this account id (or folder slug) that `viewer` may see; NotFound with the original's
+    message otherwise (another account's artist is not found, never forbidden)."""
     key = (key or "").strip().lower()
-    for artist in list_artists(settings):
+    for artist in list_artists(settings, viewer):
         if artist.account_id == key or artist.slug == key:
             return artist
     raise NotFound("Artist not found for the provided artist_account_id", field=["artist_account_id"])
@@ -77,7 +93,7 @@ def sync_repository(artist: Artist, settings: Settings) -> Artist:
     dest = settings.data_dir / "workspaces" / artist.account_id
     dest.parent.mkdir(parents=True, exist_ok=True)
     clone_or_update(artist.repository, artist.ref, dest, settings)
-    return Artist(artist.account_id, artist.slug, artist.name, dest, artist.repository, artist.ref)
+    return Artist(artist.account_id, artist.slug, artist.name, dest, artist.repository, artist.ref, artist.owner)
 
 
 def workspace_file(artist: Artist, path: Path) -> Path | None:

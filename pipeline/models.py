@@ -22,6 +22,7 @@ class Artist:
     root: Path  # the workspace folder
     repository: str | None = None
     ref: str | None = None
+    owner: str | None = None  # the account it belongs to; None: shared with every account (the demo artist)
 
     @property
     def face_guide(self) -> Path:

@@ -159,6 +159,14 @@ class Settings(BaseSettings):
     # Prices of remote models, USD per the model's billing unit, over the list prices in pipeline/providers/pricing.py
     model_prices: dict[str, float] = Field(default_factory=dict)
 
+    # Accounts and sign-in (taskqueue/accounts.py, server.py)
+    # auto: sign-in required unless HOST is a loopback address; required; off (refused unless HOST is loopback)
+    auth: Literal["auto", "required", "off"] = "auto"
+    session_seconds: int = 7 * 24 * 3600  # how long a sign-in lasts
+    # Host headers answered (others get 400, against DNS rebinding); default: HOST's and PUBLIC_BASE_URL's
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_active_runs_per_account: int = 60  # queued + running; a create that would pass it is refused whole (429)
+
     # The disk: caches are capped (least recently used go first, by the worker's periodic task), outputs are
     # kept for ever unless a retention is set, idempotency keys are forgotten after a day
     cache_max_mb: dict[str, int] = Field(default_factory=dict)  # per cache folder, over DEFAULT_CACHE_MAX_MB
@@ -170,7 +178,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     rate_limit_per_minute: int = 600  # requests per API key (or client address) per minute; 0 switches it off
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "trusted_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         # `API_KEYS=one,two` as well as `API_KEYS=["one","two"]`

@@ -1,4 +1,5 @@
-"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-key | webhook-secret`.
+"""Command line: `python -m taskqueue serve | worker | migrate | trigger | create-user | create-key | list-keys |
+revoke-key | webhook-secret`.
 
 `serve` is what `make run` calls: the web server (UI + API on one port) and a Huey consumer, stopped
 together on Ctrl-C. `trigger` is the CLI door into the same queue as the UI and the API.
@@ -54,9 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     trig.add_argument("--account", default=None, help="owner account (default: this install's key's account)")
     trig.add_argument("--wait", action="store_true", help="print progress until every run has finished")
 
+    user = sub.add_parser("create-user", help="make a user who signs in to the UI (password from standard input)")
+    user.add_argument("email")
+    user.add_argument("--admin", action="store_true", help="may act for every account and see all runs")
+    user.add_argument("--password-file", default=None, help="read the password from this file's first line")
+
     key = sub.add_parser("create-key", help="make an API key (stored hashed; printed once)")
-    key.add_argument("--account", default=None, help="account id the key belongs to (default: a new one)")
+    owner = key.add_mutually_exclusive_group()
+    owner.add_argument("--user", default=None, help="the user (email) whose account the key acts for")
+    owner.add_argument("--account", default=None, help="account id the key belongs to (default: a new one)")
     key.add_argument("--label", default="", help="a note to tell keys apart")
+
+    keys = sub.add_parser("list-keys", help="list API keys (ids, labels, use; never the secrets)")
+    keys.add_argument("--user", default=None, help="only this user's keys")
+
+    revoke = sub.add_parser("revoke-key", help="revoke an API key by its id (refused from the next request on)")
+    revoke.add_argument("key_id")
 
     sub.add_parser("webhook-secret", help="print the secret webhook receivers verify X-Studio-Signature with")
     return parser
@@ -159,10 +173,80 @@ def cmd_migrate(settings: Settings) -> int:
 
 # --- keys ---------------------------------------------------------------------------------------
 
+class CliError(Exception):
+    """Bad input on the command line: one line on standard error, exit code 2."""
+
+
+def _user(store: Any, email: str) -> Any:
+    user = store.user_by_email(email)
+    if user is None:
+        raise CliError(f"No user with the email {email.strip()!r}")
+    return user
+
+
+def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
+    from taskqueue.accounts import hash_password
+    from taskqueue.keys import adoptable_account
+    from taskqueue.store import AlreadyExists, normal_email
+
+    email = normal_email(args.email)
+    if "@" not in email or email.startswith("@") or email.endswith("@") or len(email) > 320 or " " in email:
+        raise CliError(f"{args.email!r} is not an email address")
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as fh:
+                password = fh.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise CliError(f"Cannot read the password file: {exc.strerror or exc}") from None
+    else:
+        if sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass("Password: ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    store = _store(settings)
+    if store.user_by_email(email) is not None:
+        raise CliError(f"A user with the email {email} already exists")
+    try:
+        # The first user takes over the install's own account, so the runs made before accounts stay theirs
+        user = store.create_user(email, hash_password(password), is_admin=args.admin,
+                                 account_id=adoptable_account(settings, store))
+    except AlreadyExists:
+        raise CliError(f"A user with the email {email} already exists") from None
+    print(json.dumps({"userId": user.id, "email": user.email, "admin": user.is_admin, "accountId": user.account_id},
+                     indent=2))
+    return 0
+
+
 def cmd_create_key(args: argparse.Namespace, settings: Settings) -> int:
-    key, account = _store(settings).create_key(account_id=args.account, label=args.label)
-    print(json.dumps({"apiKey": key, "accountId": account, "label": args.label}, indent=2))
+    store = _store(settings)
+    account = _user(store, args.user).account_id if args.user else args.account
+    key, info = store.make_key(account_id=account, label=args.label)
+    print(json.dumps({"apiKey": key, "keyId": info.id, "accountId": info.account_id, "label": args.label}, indent=2))
     print("Keep this key: it is stored hashed and cannot be shown again.", file=sys.stderr)
+    return 0
+
+
+def _when(seconds: float | None) -> str | None:
+    from api.shapes import iso
+
+    return iso(seconds) if seconds else None
+
+
+def cmd_list_keys(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    account = _user(store, args.user).account_id if args.user else None
+    rows = [{"keyId": k.id, "accountId": k.account_id, "label": k.label, "createdAt": _when(k.created_at),
+             "lastUsedAt": _when(k.last_used_at), "revokedAt": _when(k.revoked_at)} for k in store.list_keys(account)]
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_revoke_key(args: argparse.Namespace, settings: Settings) -> int:
+    if not _store(settings).revoke_key(args.key_id.strip()):
+        raise CliError(f"No API key {args.key_id!r} that is not already revoked (see list-keys)")
+    print(f"Revoked {args.key_id.strip()}")
     return 0
 
 
@@ -233,12 +317,18 @@ def wait_group_gone(pgid: int, timeout: float) -> bool:
 
 
 def cmd_serve(settings: Settings) -> int:
+    from taskqueue.accounts import refusal_to_serve
     from taskqueue.keys import ensure_local_key
 
     if refuse_bad_providers(settings):
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = _store(settings)
+    refusal = refusal_to_serve(settings, store)
+    if refusal:
+        store.close()
+        print(refusal, file=sys.stderr)
+        return 2
     key, account = ensure_local_key(settings, store)
     store.close()
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
@@ -304,8 +394,14 @@ def run_command(argv: list[str] | None = None) -> int:
         return cmd_migrate(settings)
     if args.command == "trigger":
         return cmd_trigger(args, settings)
-    if args.command == "create-key":
-        return cmd_create_key(args, settings)
+    commands = {"create-user": cmd_create_user, "create-key": cmd_create_key, "list-keys": cmd_list_keys,
+                "revoke-key": cmd_revoke_key}
+    if args.command in commands:
+        try:
+            return commands[args.command](args, settings)
+        except (CliError, StudioError) as exc:
+            print(str(exc) if isinstance(exc, CliError) else exc.message, file=sys.stderr)
+            return 2
     if args.command == "webhook-secret":
         from taskqueue.keys import webhook_secret
 

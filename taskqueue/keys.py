@@ -59,6 +59,16 @@ def ensure_local_key(settings: Settings, store: RunStore) -> tuple[str, str]:
     return key, account
 
 
+def adoptable_account(settings: Settings, store: RunStore) -> str | None:
+    """For the first user: the install key's account (the runs made before accounts are its), when it exists."""
+    if store.has_users():
+        return None
+    path = settings.data_dir / LOCAL_KEY_FILE
+    if not path.is_file():
+        return None
+    return store.verify_key(path.read_text(encoding="utf-8").strip())
+
+
 def local_account_id(settings: Settings, store: RunStore) -> str:
     """The owner of runs started from this machine (the UI and the CLI): the install key's account."""
     return ensure_local_key(settings, store)[1]

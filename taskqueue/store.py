@@ -1,4 +1,4 @@
-"""The one run store: runs and API keys in SQLite (WAL) by default, PostgreSQL when DATABASE_URL says so.
+"""The one run store: runs, users and API keys in SQLite (WAL) by default, PostgreSQL when DATABASE_URL says so.
 
 Every status change is a single conditional UPDATE, so two workers can never both claim a run and a
 late writer can never move a finished run back. The tables are made and changed by migrations (taskqueue/schema.py).
@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
@@ -83,8 +84,10 @@ runs = Table(
     Column("worker", String(200), nullable=True),
     Column("heartbeat_at", Float, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("not_before", Float, nullable=True),  # a retry waits until then (its queue message is delayed too)
     Index("ix_runs_owner_created", "owner", "created_at"),
     Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
+    Index("ix_runs_owner_status", "owner", "status"),  # an account's active runs (quotas)
 )
 
 api_keys = Table(
@@ -94,6 +97,34 @@ api_keys = Table(
     Column("account_id", String(64), nullable=False),
     Column("label", String(200), nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+    Column("id", String(40), nullable=True),  # what list-keys shows and revoke-key takes; set on every row
+    Column("last_used_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),  # set: refused from the next request on, on every process
+    Index("ix_api_keys_id", "id", unique=True),
+    Index("ix_api_keys_account", "account_id"),
+)
+
+# When each account last had a run claimed: workers take queued runs in turn across accounts (claim_next).
+account_turns = Table(
+    "account_turns",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("claimed_at", Float, nullable=False),
+)
+
+# People who sign in to the UI; each has an account (what runs, keys and artists belong to).
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("email", String(320), nullable=False),  # stored lower-cased
+    Column("password_hash", String(200), nullable=False),  # argon2id, in its own encoded form
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("account_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("session_epoch", Integer, nullable=False, default=0),  # signing out ends every session made before
+    Index("ix_users_email", "email", unique=True),
+    Index("ix_users_account", "account_id"),
 )
 
 # A create request retried with the same Idempotency-Key gets the first answer back (response is NULL
@@ -146,6 +177,7 @@ webhook_deliveries = Table(
 )
 WEBHOOK_WAITING, WEBHOOK_PENDING, WEBHOOK_DELIVERED, WEBHOOK_FAILED = "waiting", "pending", "delivered", "failed"
 
+KEY_USE_RESOLUTION_SECONDS = 60.0  # how exactly a key's last_used_at is kept
 KEY_ACCOUNT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c52-9a43-5f0f3c8e7a11")
 
 
@@ -189,6 +221,42 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    password_hash: str
+    is_admin: bool
+    account_id: str
+    created_at: float
+    session_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """An API key as it may be shown: never the secret, which only its maker saw once."""
+
+    id: str
+    account_id: str
+    label: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+class AlreadyExists(Exception):
+    """A user with that email exists."""
+
+
+class QuotaExceeded(Exception):
+    """A batch that would take an account past MAX_ACTIVE_RUNS_PER_ACCOUNT; nothing was written."""
+
+    def __init__(self, active: int, limit: int):
+        super().__init__(f"{active} active of {limit}")
+        self.active = active
+        self.limit = limit
+
+
+@dataclass(frozen=True)
 class ReapResult:
     crashed: list[str]
     requeued: list[str]
@@ -196,6 +264,14 @@ class ReapResult:
 
 def new_run_id() -> str:
     return "run_" + secrets.token_hex(8)
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def normal_email(email: str) -> str:
+    return (email or "").strip().lower()
 
 
 def hash_key(key: str) -> str:
@@ -291,7 +367,7 @@ def migrate(url: str, migrations: Path | None = None) -> SchemaChange:
 
 
 class RunStore:
-    """Runs and API keys; safe to share between threads, one instance per process.
+    """Runs, users and API keys; safe to share between threads, one instance per process.
 
     Opening it brings the schema to head first (`migrations`: another revisions folder than the bundled one);
     RunStoreUnusable when the database cannot be reached or written, or is newer than this code.
@@ -318,6 +394,7 @@ class RunStore:
         # How many threads of a process should write at once: SQLite takes one writer at a time anyway (more
         # threads only fight over the GIL); a server database overlaps their round trips.
         self.concurrent_writers = 1 if self.engine.dialect.name == "sqlite" else 5
+        self._admin_cache: dict[str, tuple[float, bool]] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RunStore:
@@ -333,8 +410,13 @@ class RunStore:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    def create_batch(self, owner: str, new_runs: Iterable[NewRun], *, webhook_url: str | None = None) -> list[Run]:
-        """Write the runs of one request as QUEUED, all or none (with a webhook: its delivery rows too)."""
+    def create_batch(self, owner: str, new_runs: Iterable[NewRun], *, webhook_url: str | None = None,
+                     max_active: int | None = None) -> list[Run]:
+        """Write the runs of one request as QUEUED, all or none (with a webhook: its delivery rows too).
+
+        With `max_active`: QuotaExceeded, and nothing written, when the owner's queued and running runs plus
+        these would pass it (counted in the same transaction as the insert, so racing requests cannot both pass).
+        """
         batch_id = "batch_" + secrets.token_hex(8)
         now = self.clock()
         rows = [
@@ -343,13 +425,15 @@ class RunStore:
                 "artist_slug": r.artist_slug, "template": r.template, "request": r.request, "seed": r.seed,
                 "status": QUEUED, "step": None, "progress": 0.0, "timeline": [], "output": None, "error": None,
                 "attempts": 0, "created_at": now, "started_at": None, "finished_at": None, "worker": None,
-                "heartbeat_at": None, "cancel_requested": False,
+                "heartbeat_at": None, "cancel_requested": False, "not_before": None,
             }
             for r in new_runs
         ]
         if not rows:
             return []
         with self._write() as conn, conn.begin():
+            if max_active is not None:
+                self._check_quota(conn, owner, len(rows), max_active)
             conn.exec_driver_sql(self._insert_runs.sql, self._insert_runs.params(rows))
             if webhook_url:
                 hooks = [{"id": "dlv_" + secrets.token_hex(10), "owner": owner, "batch_id": batch_id, "run_id": run_id,
@@ -359,6 +443,24 @@ class RunStore:
                 conn.execute(insert(webhook_deliveries), hooks)
         # What was written, not read back: the batch's read-back was a fifth of a batch-30 request
         return [_run_from(row) for row in rows]
+
+    def _check_quota(self, conn: Connection, owner: str, adding: int, max_active: int) -> None:
+        # SQLite: BEGIN IMMEDIATE already holds the one write lock. PostgreSQL: one account's creates take turns
+        # on a transaction-scoped advisory lock (READ COMMITTED alone would let two of them count the same rows).
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": "quota:" + owner})
+        active = self.active_count(owner, conn)
+        if active + adding > max_active:
+            raise QuotaExceeded(active, max_active)
+
+    def active_count(self, owner: str, conn: Connection | None = None) -> int:
+        """The owner's runs that are queued or running."""
+        query = select(func.count()).select_from(runs).where(runs.c.owner == owner,
+                                                             runs.c.status.in_([QUEUED, EXECUTING]))
+        if conn is not None:
+            return int(conn.execute(query).scalar() or 0)
+        with self.engine.connect() as own:
+            return int(own.execute(query).scalar() or 0)
 
     def get(self, run_id: str, owner: str | None = None) -> Run | None:
         """The run, or None when it does not exist or (with `owner`) is someone else's."""
@@ -414,6 +516,49 @@ class RunStore:
             step=None, progress=0.0, timeline=[], error=None,
         )
 
+    def claim_next(self, worker: str) -> str | None:
+        """Claim a queued run, taking turns across accounts: the account whose last claim is oldest (or that never
+        had one) goes first, and within it its oldest run. The id claimed, or None when no run can start now.
+
+        A queue message is a turn, not a particular run: each queued run has one message, each message claims one
+        run, so one account's batch of 30 waits behind another's single run instead of in front of it.
+        """
+        for _ in range(5):  # a server database's racing claim may take the pick first: pick again
+            with self._write() as conn, conn.begin():
+                now = self.clock()
+                ready = ((runs.c.status == QUEUED) & runs.c.cancel_requested.is_(False)
+                         & (runs.c.not_before.is_(None) | (runs.c.not_before <= now)))
+                t = account_turns
+                pick = conn.execute(
+                    select(runs.c.id, runs.c.owner).select_from(runs.outerjoin(t, t.c.owner == runs.c.owner))
+                    .where(ready).order_by(func.coalesce(t.c.claimed_at, 0.0), runs.c.created_at, runs.c.id)
+                    .limit(1)).first()
+                if pick is None:
+                    return None
+                run_id, owner = pick
+                claimed = conn.execute(update(runs).where(runs.c.id == run_id, ready).values(
+                    status=EXECUTING, started_at=now, heartbeat_at=now, worker=worker, attempts=runs.c.attempts + 1,
+                    step=None, progress=0.0, timeline=[], error=None, not_before=None)).rowcount == 1
+                if claimed:
+                    self._took_turn(conn, owner, now)
+                    return run_id
+        return None
+
+    def next_ready_in(self) -> float | None:
+        """Seconds until the soonest delayed retry may start (None: no queued run is waiting out a delay)."""
+        with self.engine.connect() as conn:
+            soonest = conn.execute(select(func.min(runs.c.not_before)).where(
+                runs.c.status == QUEUED, runs.c.cancel_requested.is_(False), runs.c.not_before > self.clock())).scalar()
+        return None if soonest is None else max(0.0, soonest - self.clock())
+
+    def _took_turn(self, conn: Connection, owner: str, now: float) -> None:
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert
+        statement = upsert(account_turns).values(owner=owner, claimed_at=now)
+        conn.execute(statement.on_conflict_do_update(index_elements=["owner"], set_={"claimed_at": now}))
+
     def progress(self, run_id: str, step: str, percent: float, timeline: list[dict]) -> bool:
         return self._update(run_id, runs.c.status == EXECUTING, step=step,
                             progress=round(max(0.0, min(100.0, percent)), 1), timeline=timeline,
@@ -442,11 +587,12 @@ class RunStore:
         return self._update(run_id, runs.c.status.in_([QUEUED, EXECUTING]), **values)
 
     def requeue(self, run_id: str, *, error: dict | None = None, count_attempt: bool = True,
-                worker: str | None = None) -> bool:
+                worker: str | None = None, delay: float | None = None) -> bool:
         """EXECUTING -> QUEUED (a retry); `count_attempt=False` when the run was interrupted, not failed;
-        with `worker`, only if that worker holds it."""
+        with `worker`, only if that worker holds it; with `delay`, no claim takes it before that many seconds."""
         values: dict[str, Any] = {"status": QUEUED, "step": None, "progress": 0.0, "worker": None,
-                                  "heartbeat_at": None, "started_at": None, "error": error}
+                                  "heartbeat_at": None, "started_at": None, "error": error,
+                                  "not_before": self.clock() + delay if delay else None}
         if not count_attempt:
             values["attempts"] = runs.c.attempts - 1
         where = runs.c.status == EXECUTING
@@ -621,22 +767,104 @@ class RunStore:
 
     def create_key(self, account_id: str | None = None, label: str = "") -> tuple[str, str]:
         """A new key: (plaintext, account id). Only the hash is stored; the plaintext is shown once."""
+        plaintext, info = self.make_key(account_id, label)
+        return plaintext, info.account_id
+
+    def make_key(self, account_id: str | None = None, label: str = "") -> tuple[str, KeyInfo]:
+        """A new key (for a new account when none is given): the plaintext, shown once, and what may be shown."""
         plaintext = "sk_" + secrets.token_urlsafe(32)
-        account = account_id or str(uuid.uuid4())
+        info = KeyInfo(id=new_key_id(), account_id=account_id or str(uuid.uuid4()), label=label,
+                       created_at=self.clock(), last_used_at=None, revoked_at=None)
         with self._write() as conn, conn.begin():
-            conn.execute(insert(api_keys).values(key_hash=hash_key(plaintext), account_id=account,
-                                                 label=label, created_at=self.clock()))
-        return plaintext, account
+            conn.execute(insert(api_keys).values(key_hash=hash_key(plaintext), account_id=info.account_id,
+                                                 label=label, created_at=info.created_at, id=info.id))
+        return plaintext, info
 
     def verify_key(self, key: str) -> str | None:
-        """The account of a stored key, or None."""
+        """The account of a stored key that is not revoked, or None. Read on every request (no cache), so a
+        revocation holds from the next request on, in every process."""
         digest = hash_key(key)
         with self.engine.connect() as conn:
-            row = conn.execute(select(api_keys.c.key_hash, api_keys.c.account_id)
-                               .where(api_keys.c.key_hash == digest)).first()
+            row = conn.execute(select(api_keys.c.key_hash, api_keys.c.account_id, api_keys.c.last_used_at)
+                               .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))).first()
         if row is None or not hmac.compare_digest(row[0], digest):
             return None
+        if row[2] is None or self.clock() - row[2] > KEY_USE_RESOLUTION_SECONDS:
+            # "last used" to the minute: one write a minute per key, not one per request
+            with self._write() as conn, conn.begin():
+                conn.execute(update(api_keys).where(api_keys.c.key_hash == digest).values(last_used_at=self.clock()))
         return row[1]
+
+    def list_keys(self, account_id: str | None = None) -> list[KeyInfo]:
+        """Keys of one account (every account's with None), oldest first, revoked ones included."""
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        if account_id is not None:
+            query = query.where(api_keys.c.account_id == account_id)
+        with self.engine.connect() as conn:
+            return [KeyInfo(id=r.id, account_id=r.account_id, label=r.label, created_at=r.created_at,
+                            last_used_at=r.last_used_at, revoked_at=r.revoked_at) for r in conn.execute(query)]
+
+    def revoke_key(self, key_id: str, account_id: str | None = None) -> bool:
+        """Revoke a key (with `account_id`: only that account's); False when there is no such live key."""
+        where = (api_keys.c.id == key_id) & api_keys.c.revoked_at.is_(None)
+        if account_id is not None:
+            where = where & (api_keys.c.account_id == account_id)
+        with self._write() as conn, conn.begin():
+            return conn.execute(update(api_keys).where(where).values(revoked_at=self.clock())).rowcount == 1
+
+    # --- users ----------------------------------------------------------------------------------
+
+    def create_user(self, email: str, password_hash: str, *, is_admin: bool = False,
+                    account_id: str | None = None) -> User:
+        """A new user with their own account (or `account_id`); AlreadyExists for a taken email."""
+        user = User(id="usr_" + secrets.token_hex(8), email=normal_email(email), password_hash=password_hash,
+                    is_admin=is_admin, account_id=account_id or str(uuid.uuid4()), created_at=self.clock())
+        try:
+            with self._write() as conn, conn.begin():
+                conn.execute(insert(users).values(**user.__dict__))
+        except IntegrityError:
+            raise AlreadyExists(user.email) from None
+        return user
+
+    def _user_where(self, where: Any) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(where).order_by(users.c.created_at).limit(1)).first()
+        return User(**row._mapping) if row else None
+
+    def user_by_email(self, email: str) -> User | None:
+        return self._user_where(users.c.email == normal_email(email))
+
+    def get_user(self, user_id: str) -> User | None:
+        return self._user_where(users.c.id == user_id)
+
+    def has_users(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(users.c.id).limit(1)).first() is not None
+
+    def is_admin_account(self, account_id: str) -> bool:
+        """True when an admin user holds this account (admins may act for any account). Kept for a second per
+        process: every run poll asks, and a user's admin flag is only ever set when the user is made."""
+        now = self.clock()
+        cached = self._admin_cache.get(account_id)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        with self.engine.connect() as conn:
+            admin = conn.execute(select(users.c.id).where(users.c.account_id == account_id,
+                                                          users.c.is_admin.is_(True)).limit(1)).first() is not None
+        if len(self._admin_cache) > 10_000:
+            self._admin_cache.clear()
+        self._admin_cache[account_id] = (now, admin)
+        return admin
+
+    def end_sessions(self, user_id: str) -> None:
+        """Sign-out: every session cookie issued to the user so far stops working, on every server."""
+        with self._write() as conn, conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(session_epoch=users.c.session_epoch + 1))
+
+    def set_password(self, user_id: str, password_hash: str) -> None:
+        """A re-hash with newer argon2 parameters after a sign-in (argon2's check_needs_rehash)."""
+        with self._write() as conn, conn.begin():
+            conn.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
     # --- webhook deliveries (sent by taskqueue/webhooks.py) ------------------------------------------------
 

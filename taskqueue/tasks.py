@@ -310,13 +310,20 @@ def _unless_shutting_down() -> None:
 
 
 def execute_run(run_id: str, settings: Settings, store: RunStore, *, enqueue=enqueue_run) -> str:
-    """Claim and render one run; returns the status it ended in ("skipped" when it was not queued)."""
+    """Claim the next run (by turns across accounts; often the message's own) and render it; returns the status
+    it ended in ("skipped" when no run could start)."""
     worker = worker_name()
     try:
         _unless_shutting_down()  # between two tasks Huey's handler raises nothing; take no new run then
-        if not store.claim(run_id, worker):
-            log.info("run %s is not queued any more; skipping this queue message", run_id)
+        # The message is a turn, not a particular run: it runs the oldest run of the account whose turn it is
+        claimed = store.claim_next(worker)
+        if claimed is None:
+            wait = store.next_ready_in()
+            if wait is not None:  # came before a retry's delay ran out (another machine's clock): it is that turn
+                enqueue(run_id, delay=wait + 0.05)
+            log.info("no queued run can start now (%s is not queued any more); skipping this message", run_id)
             return "skipped"
+        run_id = claimed  # an interruption below puts back the run actually claimed
         return _execute_claimed(run_id, worker, settings, store, enqueue)
     except KeyboardInterrupt:
         # The consumer is stopping: the run goes back to the queue for the next start, not counted as a try.
@@ -387,7 +394,8 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
                                    settings=settings)
         if outcome.status == QUEUED:
             log.warning("run %s: transient failure in %s (%s); retrying", run_id, outcome.stage, outcome.message)
-            store.requeue(run_id, error={"stage": outcome.stage, "message": f"{outcome.message} (retrying)"})
+            store.requeue(run_id, error={"stage": outcome.stage, "message": f"{outcome.message} (retrying)"},
+                          delay=settings.retry_delay_seconds)
             enqueue(run_id, delay=settings.retry_delay_seconds)
         else:
             store.fail(run_id, outcome.status, outcome.stage, outcome.message, progress.close())

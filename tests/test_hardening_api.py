@@ -21,6 +21,8 @@ DEMO = "1873859c-dd37-4e9a-9bac-80d3558527a9"
 CREATE = "/api/content/create"
 # Keys the rate-limited studio knows besides KEY_A, which its start-up check already spends requests of
 KEY_C, KEY_D = "test-key-rate-c-" + "0" * 12, "test-key-rate-d-" + "1" * 12
+KEY_E = "test-key-rate-e-" + "2" * 12  # the batch test's own budget
+KEY_F = "test-key-rate-f-" + "3" * 12  # the idempotent replay test's
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     with running_studio(tmp_path_factory.mktemp("ratelimit"), worker=False, RATE_LIMIT_PER_MINUTE="10",
-                        API_KEYS=json.dumps([KEY_A, KEY_B, KEY_C, KEY_D])) as s:
+                        API_KEYS=json.dumps([KEY_A, KEY_B, KEY_C, KEY_D, KEY_E, KEY_F])) as s:
         yield s
 
 
@@ -129,6 +131,41 @@ def test_rate_limit_answers_429_with_retry_after_per_key(limited: Studio) -> Non
     assert "RATE_LIMIT_PER_MINUTE" in body["error"]
     with limited.client(KEY_D) as other:  # another key has its own budget
         assert other.get("/api/tasks/runs").status_code == 200
+
+
+def test_the_rate_limit_counts_a_batch_as_its_runs(limited: Studio) -> None:
+    """A minute's budget of 10: a batch of 8 takes 8 of it, so a batch of 5 after it is refused whole."""
+    from taskqueue.store import RunStore, account_for_configured_key
+
+    def create(batch: int) -> httpx.Response:
+        with limited.client(KEY_E) as c:
+            return c.post("/api/content/create", json={"artist_account_id": DEMO, "batch": batch})
+
+    assert create(8).status_code == 202
+    over = create(5)
+    body = _assert_error(over, 429, "batch of 5")
+    assert body["field"] == ["batch"] and 1 <= int(over.headers["retry-after"]) <= 60
+    store = RunStore(f"sqlite:///{limited.data_dir / 'runs.sqlite3'}")
+    try:
+        assert len(store.list_runs(account_for_configured_key(KEY_E), limit=100)) == 8  # nothing of the refused one
+    finally:
+        store.close()
+    assert create(1).status_code == 202  # the refused batch used none of the budget: the tenth request fits
+
+
+def test_a_replayed_batch_costs_one_request_not_its_runs_again(limited: Studio) -> None:
+    def create(batch: int, key: str) -> httpx.Response:
+        with limited.client(KEY_F) as c:
+            return c.post("/api/content/create", json={"artist_account_id": DEMO, "batch": batch},
+                          headers={"Idempotency-Key": key})
+
+    first = create(6, "replay-1")
+    assert first.status_code == 202
+    again = create(6, "replay-1")  # 7 of 10 used: the replay was one request
+    assert again.status_code == 202 and again.headers.get("idempotent-replayed") == "true"
+    assert again.json()["runIds"] == first.json()["runIds"]
+    assert create(3, "replay-2").status_code == 202  # exactly the budget's last 3
+    assert create(1, "replay-3").status_code == 429
 
 
 def test_rotating_wrong_keys_gets_no_fresh_budget(limited: Studio) -> None:

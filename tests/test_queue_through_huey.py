@@ -76,6 +76,8 @@ def test_a_transient_failure_is_retried_after_its_delay_through_huey(queue: Sett
         assert tasks.huey.read_schedule(_later(0)) == []
         due = tasks.huey.read_schedule(_later(RETRY_DELAY + 1))
         assert [t.id for t in due] == [run_id]
+        real_clock = store.clock  # the run store waits the delay out too (not_before): move its clock as well
+        monkeypatch.setattr(store, "clock", lambda: real_clock() + RETRY_DELAY + 1)
         tasks.huey.execute(due[0], _later(RETRY_DELAY + 1))
         done = store.get(run_id)
         assert done is not None and done.status == COMPLETED and done.attempts == 2, done

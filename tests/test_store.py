@@ -28,6 +28,7 @@ from taskqueue.store import (
     account_for_configured_key,
     api_keys,
     hash_key,
+    metadata,
     runs,
 )
 
@@ -56,8 +57,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def _drop_tables(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS runs, api_keys, idempotency_keys, workers, webhook_deliveries, "
-                          "alembic_version"))
+        conn.execute(text(f"DROP TABLE IF EXISTS {', '.join(metadata.tables)}, alembic_version"))
     engine.dispose()
 
 

@@ -182,7 +182,7 @@ def test_create_queues_a_batch_through_trigger_and_shows_it_on_runs(data_dir: Pa
     assert request["caption_length"] == "short" and request["batch"] == 2
     assert request["lyrics"] == "word" and request["aspect_ratio"] == "4:5"
     (upload,) = request["images"]
-    assert Path(upload).parent == data_dir / "uploads" and Path(upload).suffix == ".png"
+    assert Path(upload).parent == data_dir / "uploads" / owner and Path(upload).suffix == ".png"
     Image.open(upload).verify()
 
     assert at.title[0].value == "Runs"  # st.switch_page took the user to their runs
@@ -364,9 +364,26 @@ def test_templates_and_api_pages(data_dir: Path, store: RunStore) -> None:
 
     at = app("developers")
     key = (data_dir / "api-key.txt").read_text().strip()
+    account = local_account(data_dir, store)
     codes = [c.value for c in at.code]
-    assert key in codes
-    curl = next(c for c in codes if c.startswith("curl") and "/api/content/create" in c)
-    assert f"x-api-key: {key}" in curl and DEMO in curl
-    assert local_account(data_dir, store) in texts(at)
+    tables = "\n".join(t.value.to_csv() for t in at.table)
+    assert key not in "\n".join([*codes, texts(at), tables])  # the install's key is never shown, only listed
+    (install_key,) = store.list_keys(account)
+    assert install_key.id in tables
+    curl = next(c for c in codes if "curl" in c and "/api/content/create" in c)
+    assert '"x-api-key: $STUDIO_API_KEY"' in curl and DEMO in curl
+    assert account in texts(at)
     assert (data_dir / "webhook-secret.key").read_text().strip() in codes  # what webhook receivers verify with
+
+    # a new key is shown once, then only listed; revoking it makes the API refuse it
+    at.text_input(key="key_label").input("ci")
+    next(b for b in at.button if "Make a key" in (b.label or "")).click().run()
+    made = [c.value for c in at.code if c.value.startswith("sk_")]
+    assert len(made) == 1 and store.verify_key(made[0]) == account
+    assert "ci" in "\n".join(t.value.to_csv() for t in at.table)
+    at.run()  # any rerun: gone
+    assert not [c.value for c in at.code if c.value.startswith("sk_")]
+    new_id = next(k.id for k in store.list_keys(account) if k.label == "ci")
+    at.selectbox(key="revoke_key_id").set_value(new_id)
+    at.button(key="revoke_key").click().run()
+    assert store.verify_key(made[0]) is None and store.verify_key(key) == account

@@ -1,4 +1,5 @@
-"""GET /artists: the artists this installation knows, with readiness and a face-guide link."""
+"""GET /artists: the artists the caller's account may use (its own and the shared ones), with readiness and a
+face-guide link."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api import models
-from api.auth import ActingAccount, check_org
+from api.auth import ActingFor, check_org
 from api.context import Ctx
 from api.openapi import errors
 from pipeline.artists import check_readiness, list_artists, list_songs
@@ -20,14 +21,14 @@ router = APIRouter(prefix="/artists", tags=["artists"])
             responses=errors(400, 401, 403, 429))
 def artists(
     request: Request,
-    _account: ActingAccount,
+    acting: ActingFor,
     ctx: Ctx,
     org_id: Annotated[str | None, Query(description="Artists of an organization (none exist here yet)")] = None,
 ) -> dict:
     check_org(org_id)
     base = ctx.api_base(request)
     out = []
-    for artist in list_artists(ctx.settings):
+    for artist in list_artists(ctx.settings, acting.viewer):
         missing = check_readiness(artist)
         has_image = artist.face_guide.is_file()
         out.append({

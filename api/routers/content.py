@@ -7,13 +7,14 @@ import json
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import models
-from api.auth import Account
+from api.auth import Account, viewer_of
 from api.context import ApiContext, Ctx
+from api.limits import charge_batch
 from api.openapi import errors
 from pipeline.artists import check_readiness, find_artist, list_songs
 from pipeline.errors import BadInput, NotFound, StudioError
@@ -64,6 +65,7 @@ CREATE_EXAMPLES = {
              response_model=models.CreateResponse,
              responses=errors(400, 401, 404, 409, 413, 429, 503, bad_input=models.CreateErrorResponse))
 async def create_content(
+    request: Request,
     body: Annotated[CreateContentRequest, Body(openapi_examples=CREATE_EXAMPLES)],
     account: Account,
     ctx: Ctx,
@@ -75,30 +77,36 @@ async def create_content(
     and queues them. Returns `runIds`; poll each with GET /api/tasks/runs?runId=. Unknown body fields are
     ignored (as the original does) and named in `warnings`."""
     key = _idempotency_key(idempotency_key)
-    synced = await _fetched_artist(body, ctx)
-    if key is not None:
-        return await run_in_threadpool(_create_once, body, account, ctx, key, synced)
+    if key is None:
+        charge_batch(request.app.state, account, body.batch)  # the rate limit counts the batch's runs, not 1
+    synced = await _fetched_artist(body, ctx, account)
+    if key is not None:  # charged there: a replay costs one request
+        return await run_in_threadpool(_create_once, body, account, ctx, key, request.app.state, synced)
     # the write is short and takes one of the store's writer threads
-    artist = await run_in_threadpool(check_request, body, ctx.settings, synced=synced)
+    artist = await run_in_threadpool(lambda: check_request(body, ctx.settings, viewer_of(ctx, account),
+                                                           synced=synced))
     response = await ctx.write(partial(queue_runs, body, artist, account, store=ctx.store, enqueue=ctx.enqueue,
-                                       webhook_url=webhook_target(body, ctx.settings)))
+                                       webhook_url=webhook_target(body, ctx.settings),
+                                       max_active=ctx.settings.max_active_runs_per_account))
     return JSONResponse(response, status_code=202)
 
 
-async def _fetched_artist(body: CreateContentRequest, ctx: ApiContext) -> Artist | None:
+async def _fetched_artist(body: CreateContentRequest, ctx: ApiContext, account: str) -> Artist | None:
     """The request's artist, its repository fetched on the gate's own threads (api/repository_gate.py): a slow
     git server then never holds a thread of the common pool that every other create needs. None when the
-    artist is not found: check_request then says so, after the errors it checks first."""
+    artist is not found (or not this account's to use): check_request then says so, after the errors it
+    checks first."""
     try:
-        found = await run_in_threadpool(find_artist, ctx.settings, body.artist_account_id)
+        found = await run_in_threadpool(find_artist, ctx.settings, body.artist_account_id, viewer_of(ctx, account))
     except NotFound:
         return None
     return await ctx.repositories.sync(found, ctx.settings)
 
 
 def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key: str,
-                 synced: Artist | None) -> JSONResponse:
-    """The create with an Idempotency-Key: the first request's answer for a retry with the same body."""
+                 app_state: object, synced: Artist | None) -> JSONResponse:
+    """The create with an Idempotency-Key: the first request's answer for a retry with the same body (a replay
+    costs one request of the rate limit, not the batch's runs again)."""
     state, previous = ctx.store.begin_idempotent(account, key, _body_hash(body),
                                                  ttl=ctx.settings.idempotency_ttl_seconds,
                                                  pending_timeout=ctx.settings.idempotency_pending_seconds)
@@ -111,8 +119,9 @@ def _create_once(body: CreateContentRequest, account: str, ctx: ApiContext, key:
         raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly",
                                   field=["Idempotency-Key"])
     try:
+        charge_batch(app_state, account, body.batch)
         response = trigger(body, account, settings=ctx.settings, store=ctx.store, enqueue=ctx.enqueue,
-                           synced=synced)
+                           viewer=viewer_of(ctx, account), synced=synced)
     except BaseException:
         ctx.store.release_idempotent(account, key)
         raise
@@ -159,14 +168,14 @@ def _check(ok: bool, warn: bool = False) -> dict:
 @router.get("/validate", summary="Is the artist ready for a run?", response_model=models.ValidateResponse,
             responses=errors(400, 401, 404, 429))
 def validate(
-    _account: Account,
+    account: Account,
     ctx: Ctx,
     artist_account_id: Annotated[str | None, Query(description="The artist's account id (see GET /api/artists)",
                                                    examples=["1873859c-dd37-4e9a-9bac-80d3558527a9"])] = None,
 ) -> dict:
     if not (artist_account_id or "").strip():
         raise BadInput("artist_account_id is required", field=["artist_account_id"])
-    artist = find_artist(ctx.settings, artist_account_id or "")
+    artist = find_artist(ctx.settings, artist_account_id or "", viewer_of(ctx, account))
     missing = check_readiness(artist)
     songs = len(list_songs(artist))
     return {

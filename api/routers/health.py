@@ -47,6 +47,10 @@ def health(request: Request, ctx: Ctx) -> JSONResponse:
         return JSONResponse({"status": "ok", "ok": True})
     # A worker is live while its heartbeat is younger than the reaper's crash threshold.
     live = ctx.store.live_workers(ctx.settings.crash_after_seconds)
+    # Another account's run id is not this caller's to see (an admin sees them all)
+    admin = ctx.store.is_admin_account(account)
+    shown = {w["current_run"] for w in live if w["current_run"]
+             and (admin or ctx.store.get(w["current_run"], owner=account) is not None)}
     queue = queue_depth()
     return JSONResponse({
         "status": "ok",
@@ -55,7 +59,8 @@ def health(request: Request, ctx: Ctx) -> JSONResponse:
         "runs": by_status,
         "workers": [
             {"name": w["name"], "host": w["host"], "pid": w["pid"], "startedAt": iso(w["started_at"]),
-             "heartbeatAt": iso(w["heartbeat_at"]), "currentRun": w["current_run"]}
+             "heartbeatAt": iso(w["heartbeat_at"]),
+             "currentRun": w["current_run"] if w["current_run"] in shown else None}
             for w in live
         ],
         "liveWorkers": len(live),

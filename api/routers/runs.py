@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api import models
-from api.auth import Account, ActingAccount
+from api.auth import ActingFor
 from api.context import Ctx
 from api.openapi import errors
 from api.shapes import shape_run
@@ -33,7 +33,7 @@ def _statuses(value: str | None) -> list[str]:
             responses=errors(400, 401, 403, 404, 429))
 def get_runs(
     request: Request,
-    account: ActingAccount,
+    acting: ActingFor,
     ctx: Ctx,
     run_id: Annotated[str | None, Query(alias="runId", description="One run's id")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="How many runs to list (without runId)")] = 20,
@@ -42,25 +42,25 @@ def get_runs(
 ) -> dict:
     base = ctx.api_base(request)
     if run_id is not None:
-        run = ctx.store.get(run_id.strip(), owner=account)
+        run = ctx.store.get(run_id.strip(), owner=acting.owner)
         if run is None:
             raise NotFound("Run not found", field=["runId"])
         found = [run]
     else:
-        found = ctx.store.list_runs(account, status=_statuses(status), artist=artist_account_id, limit=limit)
+        found = ctx.store.list_runs(acting.owner, status=_statuses(status), artist=artist_account_id, limit=limit)
     hooks = ctx.store.webhooks_for_runs([r.id for r in found])
     return {"status": "success", "runs": [shape_run(r, base, ctx.signer, hooks.get(r.id)) for r in found]}
 
 
 @router.post("/runs/{run_id}/cancel", summary="Cancel a queued or running run", response_model=models.CancelResponse,
-             responses=errors(401, 404, 409, 429))
-def cancel(run_id: str, request: Request, account: Account, ctx: Ctx) -> dict:
-    before = ctx.store.get(run_id, owner=account)
+             responses=errors(400, 401, 403, 404, 409, 429))
+def cancel(run_id: str, request: Request, acting: ActingFor, ctx: Ctx) -> dict:
+    before = ctx.store.get(run_id, owner=acting.owner)
     if before is None:
         raise NotFound("Run not found", field=["runId"])
     if before.is_final:
         raise Conflict(f"The run already finished ({before.status}); nothing to cancel")
-    run = ctx.cancel(ctx.store, run_id, account)
+    run = ctx.cancel(ctx.store, run_id, acting.owner)
     assert run is not None
     hook = ctx.store.webhooks_for_runs([run.id]).get(run.id)
     return {"status": "success", "run": shape_run(run, ctx.api_base(request), ctx.signer, hook)}
