@@ -47,6 +47,11 @@ class Studio:
     def for_viewer(self, viewer: Viewer, email: str | None) -> Studio:
         return replace(self, owner=viewer.account, viewer=viewer, email=email)
 
+    @property
+    def run_scope(self) -> str | None:
+        """Whose runs the pages show and may cancel: the owner's; every account's for an admin (None)."""
+        return None if self.viewer is not None and self.viewer.admin else self.owner
+
 
 def open_studio(settings: Settings) -> Studio:
     """The store, the install's own account (its key made on first use, as `serve` does) and the real queue."""
@@ -228,25 +233,25 @@ def rerun(studio: Studio, run: Run) -> str:
 
 
 def cancel(studio: Studio, run_id: str) -> Run | None:
-    run = studio.store.get(run_id, owner=studio.owner)
+    run = studio.store.get(run_id, owner=studio.run_scope)
     if run is None:
         raise BadInput("That run is not one of yours.")
     if run.is_final:
         raise BadInput(f"The run already finished ({run.status}); there is nothing to cancel.")
-    return studio.cancel(studio.store, run_id, studio.owner)
+    return studio.cancel(studio.store, run_id, studio.run_scope)
 
 
 # --- runs and outputs ---------------------------------------------------------------------------
 
 
 def my_runs(studio: Studio, limit: int = 50) -> list[Run]:
-    return studio.store.list_runs(studio.owner, limit=limit)
+    return studio.store.list_runs(studio.run_scope, limit=limit)
 
 
 def finished_videos(studio: Studio, *, artist: str | None = None, template: str | None = None,
                     limit: int = 500) -> list[Run]:
     """Completed runs whose video is on disk, newest first; `template` "" means malleable."""
-    runs = studio.store.list_runs(studio.owner, status=[COMPLETED], artist=artist or None, limit=limit)
+    runs = studio.store.list_runs(studio.run_scope, status=[COMPLETED], artist=artist or None, limit=limit)
     if template is not None:
         runs = [r for r in runs if (r.template or "") == template]
     storage = _storage(studio.settings)

@@ -151,7 +151,7 @@ def run_actions(run: Run) -> None:
 def run_detail(run_id: str) -> None:
     if st.button("All runs", icon=":material/arrow_back:", type="tertiary", key="back_to_runs"):
         open_run(None)
-    first = studio.store.get(run_id, owner=studio.owner)
+    first = studio.store.get(run_id, owner=studio.run_scope)
     if first is None:
         ui.empty_state("search_off", "Run not found", f"There is no run `{run_id}` among yours.", link="runs",
                        link_label="See all runs")
@@ -161,7 +161,7 @@ def run_detail(run_id: str) -> None:
 
     @st.fragment(run_every=None if first.is_final else REFRESH_SECONDS)
     def live() -> None:
-        run = studio.store.get(run_id, owner=studio.owner)
+        run = studio.store.get(run_id, owner=studio.run_scope)
         assert run is not None
         st.title(run_title(run, names), anchor=False)
         with st.container(horizontal=True, vertical_alignment="center"):

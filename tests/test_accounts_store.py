@@ -131,3 +131,23 @@ def test_claims_take_turns_across_accounts(url: str) -> None:
         assert store.get(taken[2]).status == "QUEUED"
     finally:
         store.close()
+
+
+def test_the_studio_pages_show_an_admin_every_account_s_runs_and_a_user_only_theirs(url: str, settings) -> None:  # noqa: ANN001
+    from pages._studio import Studio, cancel, my_runs
+    from pipeline.artists import Viewer
+    from pipeline.errors import BadInput
+    from taskqueue.tasks import cancel_run
+
+    store = RunStore(url)
+    a_run = store.create_batch("acct-a", [_new_run()])[0]
+    b_run = store.create_batch("acct-b", [_new_run()])[0]
+    base = Studio(settings=settings, store=store, owner="acct-a", enqueue=lambda *a, **k: None, cancel=cancel_run)
+    user_a = base.for_viewer(Viewer("acct-a"), "a@example.com")
+    admin = base.for_viewer(Viewer("acct-admin", admin=True), "root@example.com")
+    assert [r.id for r in my_runs(user_a)] == [a_run.id]
+    assert {r.id for r in my_runs(admin)} == {a_run.id, b_run.id}
+    with pytest.raises(BadInput):
+        cancel(user_a, b_run.id)  # another account's run is not one of A's
+    assert cancel(admin, b_run.id).status == "CANCELED"
+    store.close()
