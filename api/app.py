@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 from api.context import ApiContext, UrlSigner
 from api.errors import install_error_handlers
@@ -113,10 +114,12 @@ def reaper_lifespan(api: FastAPI) -> Callable[[Any], Any]:
     return lifespan
 
 
-def standalone_app() -> Starlette:
+def standalone_app() -> ASGIApp:
     """The API alone, under /api: `uvicorn api.app:standalone_app --factory`."""
+    from api.edge import HostCheck, allowed_hosts
     from taskqueue.schema import exit_if_unusable
 
     with exit_if_unusable():
         api = create_api()
-    return Starlette(routes=[Mount("/api", app=api)], lifespan=reaper_lifespan(api))
+    app = Starlette(routes=[Mount("/api", app=api)], lifespan=reaper_lifespan(api))
+    return HostCheck(app, allowed_hosts(api.state.ctx.settings))

@@ -140,6 +140,34 @@ class SignInThrottle:
         self.by_email.forget(normal_email(email))
 
 
+def host_allowed(scope: Scope, hosts: frozenset[str] | None) -> bool:
+    if hosts is None:
+        return True
+    host = _header(scope, b"host")
+    return host is not None and host_name(host) in hosts
+
+
+async def answer_bad_host(scope: Scope, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await _respond(send, 400, b'{"status":"error","error":"Invalid Host header: this studio does not answer to '
+                              b'that name (TRUSTED_HOSTS)"}', "application/json")
+
+
+class HostCheck:
+    """The Edge's Host check alone, for the API served without the UI (`api.app:standalone_app`)."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" and scope.get("path") not in PROBE_PATHS and not host_allowed(scope, self.hosts):
+            await answer_bad_host(scope, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class Edge:
     """Host check for every request; with sign-in required, a session for everything but /api (which has its keys)
     and the sign-in pages themselves."""
@@ -178,17 +206,10 @@ class Edge:
     # --- hosts ----------------------------------------------------------------------------------
 
     def _host_ok(self, scope: Scope) -> bool:
-        if self.hosts is None:
-            return True
-        host = _header(scope, b"host")
-        return host is not None and host_name(host) in self.hosts
+        return host_allowed(scope, self.hosts)
 
     async def _bad_host(self, scope: Scope, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        await _respond(send, 400, b'{"status":"error","error":"Invalid Host header: this studio does not answer to '
-                                  b'that name (TRUSTED_HOSTS)"}', "application/json")
+        await answer_bad_host(scope, send)
 
     # --- sessions -------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import pytest
 from pipeline.settings import DEMO_ARTIST_DIR, PROJECT_ROOT
 from taskqueue.__main__ import DEMO_ARTIST_ID
 from tests.conftest import throwaway_database
-from tests.servers import Studio, free_port, running_studio, studio_env
+from tests.servers import KEY_A, Studio, free_port, running_studio, studio_env
 
 pytestmark = pytest.mark.slow  # two real servers (SQLite, PostgreSQL), argon2 hashes and one-second sign-in delays
 
@@ -260,3 +260,29 @@ def test_serve_on_loopback_without_users_opens_the_studio_without_sign_in(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_the_api_served_alone_checks_the_host_too(tmp_path: Path) -> None:
+    port = free_port()
+    env = studio_env(tmp_path / "data", port)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.app:standalone_app", "--factory", "--host",
+                             "127.0.0.1", "--port", str(port)], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        key = KEY_A
+        forged = httpx.get(f"{base}/api/content/templates", headers={"Host": "rebound.attacker.example",
+                                                                      "x-api-key": key}, timeout=10)
+        assert forged.status_code == 400 and forged.json()["status"] == "error"
+        named = httpx.get(f"{base}/api/content/templates", headers={"x-api-key": key}, timeout=10)
+        assert named.status_code == 200, named.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
