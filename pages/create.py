@@ -241,7 +241,7 @@ with side_col, st.container(border=True, key="create_summary"):
 if submitted and not problems:
     with result_slot.container():
         def submit() -> dict:
-            paths = [str(save_upload_image(u, settings.data_dir / "uploads" / studio.owner)) for u in good_uploads]
+            paths = [str(save_upload_image(u, settings.uploads_for(studio.owner))) for u in good_uploads]
             choices.image_paths = paths
             return start_runs(studio, build_request(choices))
 

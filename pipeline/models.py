@@ -185,3 +185,4 @@ class RunPlan:
     out_dir: Path | None = None
     lyrics: LyricsMode | None = None  # None: the template's edit.lyrics
     aspect_ratio: str = "9:16"  # one of pipeline.edit.frame_format.ASPECT_RATIOS
+    owner: str | None = None  # the run's account: its local images come only from that account's uploads

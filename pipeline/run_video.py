@@ -193,7 +193,7 @@ def _choose_clip(plan: RunPlan, settings: Settings, template: Template, provider
 
 def _make_image(plan: RunPlan, settings: Settings, template: Template, providers: Providers, fetcher: Fetcher,
                 rng: random.Random, chosen: _Chosen, work: Path, width: int, height: int) -> None:
-    uploads = settings.data_dir / "uploads"
+    uploads = settings.uploads_for(plan.owner)
     chosen.face_guide = choose_face_guide(plan.artist, plan.images, fetcher, uploads,
                                           needs_face=template.image.uses_face_guide)
     if not template.image.uses_face_guide and isinstance(providers.image, LocalImageMaker):

@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
+    def uploads_for(self, account: str | None) -> Path:
+        """Where the UI keeps an account's uploaded images: the only local images that account's runs accept
+        (None: the whole uploads folder, for the command line's runs, which belong to no account)."""
+        return self.data_dir / "uploads" / account if account else self.data_dir / "uploads"
+
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"

@@ -199,7 +199,7 @@ def build_plan(run: Run, settings: Settings) -> RunPlan:
         caption_length=request.get("caption_length") or "none", lipsync=bool(request.get("lipsync")),
         upscale=bool(request.get("upscale")), songs=list(request.get("songs") or []),
         images=list(request.get("images") or []), seed=run.seed, out_dir=settings.runs_dir / run.id,
-        lyrics=request.get("lyrics"), aspect_ratio=request.get("aspect_ratio") or "9:16",
+        lyrics=request.get("lyrics"), aspect_ratio=request.get("aspect_ratio") or "9:16", owner=run.owner,
     )
 
 

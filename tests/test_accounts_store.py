@@ -151,3 +151,25 @@ def test_the_studio_pages_show_an_admin_every_account_s_runs_and_a_user_only_the
         cancel(user_a, b_run.id)  # another account's run is not one of A's
     assert cancel(admin, b_run.id).status == "CANCELED"
     store.close()
+
+
+def test_a_run_takes_local_images_only_from_its_own_account_s_uploads(settings) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from pipeline.artists import find_artist
+    from pipeline.choose_face_guide import resolve_image
+    from pipeline.errors import BadInput
+    from pipeline.fetch import Fetcher, limits_from_settings
+    from pipeline.models import RunPlan
+    from pipeline.run_video import run_video
+
+    theirs = settings.uploads_for("acct-b") / "face.png"
+    theirs.parent.mkdir(parents=True)
+    Image.new("RGB", (256, 256), (200, 150, 120)).save(theirs)
+    fetcher = Fetcher(settings.cache_dir / "downloads", limits_from_settings(settings))
+    assert resolve_image(str(theirs), fetcher, settings.uploads_for("acct-b")) == theirs.resolve()
+    plan = RunPlan(run_id="run_other_upload", artist=find_artist(settings, "1873859c-dd37-4e9a-9bac-80d3558527a9"),
+                   template_id="artist-caption-stage", images=[str(theirs)], owner="acct-a",
+                   out_dir=settings.runs_dir / "run_other_upload")
+    with pytest.raises(BadInput, match="is not an uploaded image"):
+        run_video(plan, settings)
