@@ -176,7 +176,7 @@ def readable_validation(exc: ValidationError) -> str:
 def build_request(choices: CreateChoices) -> CreateContentRequest:
     """The API's request body. Uploaded images are local paths the API's URL check would refuse, so the
     body is validated with the URLs only and the uploads are added after (the worker accepts local paths
-    only from DATA_DIR/uploads)."""
+    only from the account's folder of DATA_DIR/uploads)."""
     body = {
         "artist_account_id": choices.artist_account_id,
         "template": choices.template,
