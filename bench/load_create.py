@@ -174,7 +174,8 @@ def own_server(rate_limit: int) -> Iterator[tuple[str, str, str, str]]:
     from tests.servers import ACCOUNT_A, KEY_A, running_studio
 
     with tempfile.TemporaryDirectory(prefix="load-create-") as tmp, \
-            running_studio(Path(tmp), worker=False, RATE_LIMIT_PER_MINUTE=str(rate_limit)) as studio:
+            running_studio(Path(tmp), worker=False, RATE_LIMIT_PER_MINUTE=str(rate_limit),
+                           MAX_ACTIVE_RUNS_PER_ACCOUNT="1000000") as studio:  # a load test, not a quota test
         yield studio.base_url, KEY_A, f"sqlite:///{studio.data_dir / 'runs.sqlite3'}", ACCOUNT_A
 
 

@@ -12,13 +12,17 @@ import pytest
 
 from pipeline.settings import PROJECT_ROOT
 from taskqueue.__main__ import DEMO_ARTIST_ID
+from tests.conftest import missing_tool
 from tests.servers import Studio, running_studio, studio_env
 from tests.test_accounts import PASSWORD, Person, make_person, own_artist
 from tests.test_ui_browser import CHROMIUM, wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+try:
+    import playwright.sync_api as playwright_sync
+except ImportError:  # pragma: no cover - depends on the machine
+    missing_tool("playwright is not installed")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "accounts"  # not ui/: test_ui_browser empties that one
 PAGES = ("/", "/runs", "/gallery", "/artists", "/templates", "/developers")
 
@@ -26,7 +30,7 @@ PAGES = ("/", "/runs", "/gallery", "/artists", "/templates", "/developers")
 @pytest.fixture(scope="module")
 def signed_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Person, Person, str]]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make system-deps)")
+        missing_tool("Debian chromium is not installed (make system-deps)")
     root = tmp_path_factory.mktemp("accounts-browser")
     env = studio_env(root / "data", 0, AUTH="required")
     a, b = make_person(env, "a@example.com"), make_person(env, "b@example.com")

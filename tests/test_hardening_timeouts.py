@@ -36,7 +36,8 @@ def _remote_env(fake: FakeRemote, **over: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, hanging) -> Iterator[Studio]:
     _, fake = hanging
-    env = _remote_env(fake, FETCH_TIMEOUT_SECONDS="2", PROVIDER_TIMEOUT_SECONDS="2")
+    # one CPU slot: the restart test's renders then take turns, and outlast the server's restart
+    env = _remote_env(fake, FETCH_TIMEOUT_SECONDS="2", PROVIDER_TIMEOUT_SECONDS="2", WORKERS="1")
     with running_studio(tmp_path_factory.mktemp("timeouts"), **env) as s:
         yield s
 
@@ -89,7 +90,7 @@ def test_a_run_stuck_in_a_provider_is_timed_out_at_the_run_limit(tmp_path: Path,
 
 
 def test_a_server_restarted_while_runs_are_active_shows_their_true_state(studio: Studio) -> None:
-    run_ids = _create(studio, batch=6, upscale=True)  # 360x640 renders: slow enough to outlast the restart
+    run_ids = _create(studio, batch=8, upscale=True)  # 360x640 renders one at a time: they outlast the restart
     studio.wait_for(run_ids[:1], statuses={"EXECUTING", "COMPLETED"}, timeout=60, poll=0.2)
     assert studio.server is not None
     studio.server.terminate()
