@@ -61,7 +61,7 @@ PUT_ORDER = ("poster", "image", "meta", "video")
 FORGET_WORKERS_AFTER_SECONDS = 3600.0  # a killed worker's row goes away after this (health lists live ones)
 
 _stores: dict[tuple[int, str], RunStore] = {}
-_storages: dict[int, Storage] = {}
+_storages: dict[tuple[int, str | None, str], Storage] = {}
 
 
 def process_store(settings: Settings) -> RunStore:
@@ -73,10 +73,12 @@ def process_store(settings: Settings) -> RunStore:
 
 
 def process_storage(settings: Settings) -> Storage:
-    """One storage client per process (boto3 clients must not cross a fork either)."""
-    if os.getpid() not in _storages:
-        _storages[os.getpid()] = make_storage(settings)
-    return _storages[os.getpid()]
+    """One storage client per process and place (boto3 clients must not cross a fork either). Keyed by the
+    place too, as the store is: keyed by process alone, a second settings' outputs went to the first's folder."""
+    key = (os.getpid(), settings.storage_url, str(settings.runs_dir))
+    if key not in _storages:
+        _storages[key] = make_storage(settings)
+    return _storages[key]
 
 
 def publish_outputs(storage: Storage, run_id: str, out_dir: Path) -> dict[str, str]:

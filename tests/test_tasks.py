@@ -301,3 +301,12 @@ def test_a_worker_told_to_stop_takes_no_new_run(settings: Settings, store: RunSt
     run = store.get(run_id)
     assert run is not None and run.status == QUEUED and run.attempts == 0
     assert queue.calls == [(run_id, None)]
+
+
+def test_two_settings_in_one_process_publish_to_their_own_folders(tmp_path: Path) -> None:
+    """The full suite once published a ComfyUI run's video into an earlier test's DATA_DIR (keyed by pid alone)."""
+    from taskqueue.tasks import process_storage
+
+    first, second = (Settings(data_dir=tmp_path / name, _env_file=None) for name in ("first", "second"))
+    assert process_storage(first).root == first.runs_dir  # type: ignore[attr-defined]
+    assert process_storage(second).root == second.runs_dir  # type: ignore[attr-defined]
