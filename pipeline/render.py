@@ -64,6 +64,12 @@ class RenderJob:
     camera: CameraPath | None = None  # the edit's camera per frame (cuts, framings); None: the motion plan's
     extra_images: tuple[StyledImage, ...] = ()  # more stills the edit's camera cuts to (camera.still says when)
     text_tracks: tuple[TextTrack, ...] = ()  # caption pages and lyric states, each laid over by one overlay
+    clip_shown: tuple[tuple[float, float], ...] = ()  # with video_source and camera: when the clip is on screen
+
+    @property
+    def draws_camera(self) -> bool:
+        """The camera draws frames: for a still, or for the still's shots an edit cuts to from a provider's clip."""
+        return self.video_source is None or self.camera is not None
 
     @property
     def audio_from_video(self) -> Path | None:
@@ -126,25 +132,38 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
     dur = f"{duration:.3f}"
     w, h, fps = job.width, job.height, job.fps
     args: list[str] = [*encoder.before_inputs]
+    count = 0  # inputs so far
+    clip_chain = camera_chain = ""
     if job.video_source is not None:
         # never looped: run_video made the clip as long as the video, or the video as short as the clip
         args += ["-t", dur, *input_args(job.video_source)]
-        video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
-                 f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p")
-    else:
+        clip_chain = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
+                      f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1")
+        count = 1
+    if job.draws_camera:
         # the camera's frames (render() writes them to ffmpeg's standard input), already BT.709 limited range
         args += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0"]
         # raw frames carry no colour tags; untagged, ffmpeg would convert them (as BT.601) to the BT.709 the
         # encoder is told, shifting every colour (pure red came out 227, 0, 0)
-        video = "[0:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
-    video += ",setsar=1"
+        camera_chain = (f"[{count}:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv,"
+                        "setsar=1")
+        count += 1
+    if clip_chain and camera_chain:
+        # the edit cuts between the clip and the still: the clip is laid over the camera while it is on screen,
+        # on the video's clock (a frame owns [start, end) of its segment)
+        shown = "+".join(f"gte(t,{a - 0.5 / fps:.4f})*lt(t,{b - 0.5 / fps:.4f})" for a, b in job.clip_shown)
+        video = (f"{camera_chain}[camera];{clip_chain}[clip];[camera][clip]overlay=x=0:y=0:format=yuv420:"
+                 f"eof_action=pass:enable='{shown or 0}'")
+    else:
+        video = clip_chain or camera_chain
 
     from_video = job.audio_from_video is not None
     if from_video:
         audio_in = "[0:a]"
     else:
         args += ["-ss", f"{max(0.0, job.clip_start):.3f}", "-t", dur, *input_args(job.audio_path)]
-        audio_in = "[1:a]"
+        audio_in = f"[{count}:a]"
+        count += 1
 
     graph = []
     if inputs.caption is not None:
@@ -152,14 +171,14 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         # frame cost ~0.7 s of a 15 s render; this costs ~0.2 s and looks the same (tests/test_render.py).
         cap = inputs.caption
         args += ["-i", str(cap.path)]
-        layer = (f"[{2 if not from_video else 1}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
+        layer = (f"[{count}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
                  f"loop=loop=-1:size=1,setpts=N/({fps}*TB)")
         if cap.fade > 0:
             layer += (f",fade=t=in:st=0:d={cap.fade:.3f}:alpha=1"
                       f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
-    first_input = (1 if from_video else 2) + (inputs.caption is not None)
+    first_input = count + (inputs.caption is not None)
     text_args, text_layers, video = _text_overlays(job, inputs.track_lists, first_input, video, duration)
     args += text_args
     graph += text_layers
@@ -235,7 +254,7 @@ class Camera:
 def prepare_camera(job: RenderJob) -> Camera | None:
     """The camera for a still (None for a provider's clip, which ffmpeg reads itself). Read before ffmpeg
     starts, so a bad still or plan fails fast."""
-    if job.video_source is not None:
+    if not job.draws_camera:
         return None
     path = job.camera if job.camera is not None else camera_path(job.motion, frame_count(job), job.fps)
     stills = []
@@ -253,9 +272,13 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
     def save_poster(rgb: np.ndarray) -> None:  # the text tracks are on the frame already (painted in)
         Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
 
-    paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks else None
+    # under a provider's clip the text goes on after the cut between the two (ffmpeg's overlay), and the poster is
+    # cut from the finished file, which may show the clip at that frame
+    alone = job.video_source is None
+    paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks and alone else None
     return lambda stream: write_frames(stream, camera.stills, camera.path, job.width, job.height,
-                                       keep=poster_frame(job), on_kept=save_poster, paint=paint)
+                                       keep=poster_frame(job) if alone else None, on_kept=save_poster,
+                                       paint=paint)
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
@@ -335,7 +358,7 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
             encode(replace(inputs, encoder=used))
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
-        if camera is None:  # a provider's clip: the poster is cut from the finished file
+        if job.video_source is not None:  # a provider's clip: the poster is cut from the finished file
             run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
         if not poster_tmp.is_file():
             raise RenderError("ffmpeg finished but wrote no poster frame")

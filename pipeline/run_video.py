@@ -293,7 +293,8 @@ def render_job(settings: Settings, template: Template, chosen: _Chosen, edit: Ed
         clip_duration=chosen.clip.duration, ass_path=None, fonts_dir=FONTS_DIR, out_path=out_path,
         width=timeline.width, height=timeline.height, fade_in=template.edit.fade_in,
         fade_out=template.edit.fade_out, video_source=chosen.video_source, camera=edit.camera,
-        text_tracks=edit.tracks, extra_images=tuple(chosen.more_images) if edit.camera is not None
+        text_tracks=edit.tracks, clip_shown=tuple((s.start, s.end) for s in timeline.segments if s.source == "clip"),
+        extra_images=tuple(chosen.more_images) if edit.camera is not None
         and edit.camera.still is not None else (), **encoding_from_settings(settings),
     )
 

@@ -18,6 +18,7 @@ from pipeline.models import RunPlan
 from pipeline.run_video import run_video
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline.templates import template_ids
+from tests.fake_remote import FakeRemote, remote_settings
 from tests.test_artists import make_workspace
 from tests.test_choose_clip import make_song, write_audio
 
@@ -281,3 +282,38 @@ def test_the_face_in_the_video_keeps_the_graded_stills_colour(studio, template: 
         shown = frames[k, y0: y0 + box["h"] // 2, x0: x0 + box["w"] // 2].mean(axis=(0, 1))
         inner = graded[face.y + face.h // 4: face.y + 3 * face.h // 4, face.x + face.w // 4: face.x + 3 * face.w // 4]
         assert np.abs(shown - inner.mean(axis=(0, 1))).max() <= 8, (template, box, shown.round(), still_mean.round())
+
+
+def clip_frames_repeat(frames: np.ndarray, edit: dict, *, gap: float = 1.0, same: float = 1.5) -> list[int]:
+    """Frames of the provider's clip that match a clip frame at least `gap` s earlier (a loop or a restart)."""
+    small = frames[:, ::4, ::4].mean(axis=-1)
+    on_clip = [k for k in range(len(frames)) if any(s["source"] == "clip" and s["start"] <= k / FPS + 1e-6 < s["end"]
+                                                     for s in edit["segments"])]
+    found = []
+    for k in on_clip:
+        earlier = [j for j in on_clip if j <= k - gap * FPS]
+        if earlier and float(np.abs(small[earlier] - small[k]).mean(axis=(1, 2)).min()) < same:
+            found.append(k)
+    return found
+
+
+def test_a_providers_clip_is_cut_with_the_still_on_the_grid(studio, tmp_path: Path) -> None:
+    """The provider's clip and the still framed on its face alternate on bar lines: the frames where the picture
+    jumps are `edit.cuts`, each on a beat of the grid, and the clip is never replayed."""
+    settings, _ = studio
+    with FakeRemote(tmp_path / "fake") as fake:
+        remote = remote_settings(tmp_path, fake, artists_dir=settings.artists_dir, video_provider="fal",
+                                 clip_seconds=6.0, remote_video_seconds=6, output_width=180, output_height=320)
+        frames, edit = render(remote, "clip-cuts", template_id="artist-caption-stage", songs=["drums"], seed=4,
+                              lyrics="none", caption_length="none")
+    sources = [s["source"] for s in edit["segments"]]
+    assert "clip" in sources and "still" in sources, sources
+    assert sources[0] == "clip" and all(a != b for a, b in zip(sources, sources[1:], strict=False)), sources
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    jumps = {k + 1 for k in np.nonzero(change > max(8.0, 10 * np.median(change)))[0]}
+    expected = {round(c * FPS) for c in edit["cuts"]}
+    assert jumps == expected, f"picture jumps at frames {sorted(jumps)}, edit.cuts says {sorted(expected)}"
+    for cut in edit["cuts"]:
+        assert min(abs(cut - b) for b in edit["downbeats"]) <= 1 / FPS + 1e-6, f"cut {cut} is off the bar lines"
+    assert clip_frames_repeat(frames, edit) == []
+
