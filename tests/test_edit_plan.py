@@ -209,3 +209,14 @@ def test_lip_sync_keeps_the_providers_clip_throughout() -> None:
     plan = clip_edit(lipsync=True)
     assert [(s.source, s.start, s.end) for s in plan.timeline.segments] == [("clip", 0.0, 15.0)]
     assert plan.timeline.cuts == [] and plan.camera is None
+
+
+def test_lyrics_drop_to_the_floor_size_where_only_a_strip_is_left() -> None:
+    """A big centred face in a landscape frame leaves a strip under it too low for the lyrics' usual size: they
+    are set at the floor there instead of not at all (the 16:9 editorial run had no lyrics)."""
+    face = Box(112, 43, 70, 70)
+    layout = layout_text(caption="Out now", lyric_lines=["we drive all night until"], font_file=BEBAS,
+                         aspect="16:9", width=320, height=180, keep_out=face)
+    assert layout.lyrics is not None and layout.lyrics.em == floor_em(BEBAS, 320, 180)
+    assert not layout.lyrics.box.overlaps(face)
+    assert layout.caption is not None and not layout.caption.box.overlaps(layout.lyrics.box)
