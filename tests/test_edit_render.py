@@ -317,6 +317,7 @@ def test_a_providers_clip_is_cut_with_the_still_on_the_grid(studio, tmp_path: Pa
     sources = [s["source"] for s in edit["segments"]]
     assert "clip" in sources and "still" in sources, sources
     assert sources[0] == "clip" and all(a != b for a, b in zip(sources, sources[1:], strict=False)), sources
+    assert all((s["framing"] == "clip") == (s["source"] == "clip") for s in edit["segments"])
     change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
     jumps = {k + 1 for k in np.nonzero(change > max(8.0, 10 * np.median(change)))[0]}
     expected = {round(c * FPS) for c in edit["cuts"]}
