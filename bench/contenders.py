@@ -112,15 +112,16 @@ def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = Fals
         fonts.symlink_to(job.fonts_dir, target_is_directory=True)
     shutil.rmtree(out.video_path.parent, ignore_errors=True)
     zoom, x, y = job.motion.zoom_expr, job.motion.x_expr, job.motion.y_expr
+    enc = job.encoding
     if job.camera is not None:  # the edit's shots: the bare command follows the same cuts
-        zoom, x, y = camera_expressions(job.camera, out.output["edit"]["segments"], job.fps)
+        zoom, x, y = camera_expressions(job.camera, out.output["edit"]["segments"], enc.fps)
     return Prepared(
         folder=folder, still=folder / "still.jpg", ass=folder / "caption.ass" if (folder / "caption.ass").is_file()
         else None,
         caption=out.output.get("captionText") or "", song=job.audio_path, start=job.clip_start,
         duration=job.clip_duration, zoom=zoom, x=x, y=y,
-        width=job.width, height=job.height, fps=job.fps, preset=job.x264_preset, crf=job.crf,
-        x264_params=job.x264_params, audio_bitrate=job.audio_bitrate, lufs=job.loudness_lufs,
+        width=job.width, height=job.height, fps=enc.fps, preset=enc.x264_preset, crf=enc.crf,
+        x264_params=enc.x264_params, audio_bitrate=enc.audio_bitrate, lufs=enc.loudness_lufs,
         gain_db=loudness_gain(job), fade_in=job.fade_in, fade_out=job.fade_out,
     ), seconds
 

@@ -37,6 +37,32 @@ TRUE_PEAK_DB = -1.5  # the limiter's ceiling after the loudness gain
 MAX_GAIN_DB = 40.0  # a near-silent clip is lifted this much at most (what is quieter is treated as silence)
 
 
+@dataclass(frozen=True)
+class Encoding:
+    """How a video is encoded: the frame rate, the encoders and their settings, the loudness, the ffmpeg to run.
+    Made once from the settings (`from_settings`); a render job holds it whole."""
+
+    fps: int = 30
+    x264_preset: str = "veryfast"
+    crf: int = 20
+    x264_params: str = ""
+    video_encoder: EncoderChoice = "libx264"
+    audio_bitrate: str = "160k"
+    loudness_lufs: float = -14.0
+    ffmpeg: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Encoding:
+        return cls(fps=settings.fps, x264_preset=settings.x264_preset, crf=settings.x264_crf,
+                   x264_params=settings.x264_params, video_encoder=settings.video_encoder,
+                   audio_bitrate=settings.audio_bitrate, loudness_lufs=settings.loudness_lufs,
+                   ffmpeg=settings.ffmpeg_binary)
+
+    @property
+    def x264(self) -> Encoder:
+        return x264(self.x264_preset, self.crf, self.x264_params)
+
+
 @dataclass
 class RenderJob:
     image: StyledImage
@@ -49,21 +75,20 @@ class RenderJob:
     out_path: Path
     width: int = 720
     height: int = 1280
-    fps: int = 30
-    x264_preset: str = "veryfast"
-    crf: int = 20
-    x264_params: str = ""
-    video_encoder: EncoderChoice = "libx264"
-    audio_bitrate: str = "160k"
-    loudness_lufs: float = -14.0
+    encoding: Encoding = Encoding()
     fade_in: float = 0.4
     fade_out: float = 0.8
-    ffmpeg: str | None = None
     video_source: Path | None = None  # a provider's clip used instead of the still (trimmed to fit)
     use_video_audio: bool = False  # with video_source: its own audio instead of the song (lip-sync clips)
     camera: CameraPath | None = None  # the edit's camera per frame (cuts, framings); None: the motion plan's
     extra_images: tuple[StyledImage, ...] = ()  # more stills the edit's camera cuts to (camera.still says when)
     text_tracks: tuple[TextTrack, ...] = ()  # caption pages and lyric states, each laid over by one overlay
+    clip_shown: tuple[tuple[float, float], ...] = ()  # with video_source and camera: when the clip is on screen
+
+    @property
+    def draws_camera(self) -> bool:
+        """The camera draws frames: for a still, or for the still's shots an edit cuts to from a provider's clip."""
+        return self.video_source is None or self.camera is not None
 
     @property
     def audio_from_video(self) -> Path | None:
@@ -73,10 +98,6 @@ class RenderJob:
     @property
     def poster_path(self) -> Path:
         return self.out_path.with_suffix(".jpg")
-
-    @property
-    def x264(self) -> Encoder:
-        return x264(self.x264_preset, self.crf, self.x264_params)
 
 
 @dataclass(frozen=True)
@@ -98,14 +119,6 @@ class RenderResult:
     encoder: str = "libx264"  # the one that made the video (after a hardware encoder's fallback)
 
 
-def encoding_from_settings(settings: Settings) -> dict:
-    """The RenderJob fields that say how to encode, from the settings (one place, not copied field by field)."""
-    return {"fps": settings.fps, "x264_preset": settings.x264_preset, "crf": settings.x264_crf,
-            "x264_params": settings.x264_params, "video_encoder": settings.video_encoder,
-            "audio_bitrate": settings.audio_bitrate, "loudness_lufs": settings.loudness_lufs,
-            "ffmpeg": settings.ffmpeg_binary}
-
-
 # --- the command -----------------------------------------------------------------------------------------------
 
 
@@ -120,31 +133,44 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
                       inputs: RenderInputs | None = None) -> list[str]:
     """The ffmpeg arguments (without the binary) of the whole render: one filter graph, one encode."""
     inputs = inputs or RenderInputs()
-    encoder = inputs.encoder or job.x264
+    encoder = inputs.encoder or job.encoding.x264
     video_out = video_tmp or job.out_path
     duration = max(0.1, job.clip_duration)
     dur = f"{duration:.3f}"
-    w, h, fps = job.width, job.height, job.fps
+    w, h, fps = job.width, job.height, job.encoding.fps
     args: list[str] = [*encoder.before_inputs]
+    count = 0  # inputs so far
+    clip_chain = camera_chain = ""
     if job.video_source is not None:
         # never looped: run_video made the clip as long as the video, or the video as short as the clip
         args += ["-t", dur, *input_args(job.video_source)]
-        video = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
-                 f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p")
-    else:
+        clip_chain = (f"[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=increase:flags=lanczos,"
+                      f"crop={w}:{h},scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setsar=1")
+        count = 1
+    if job.draws_camera:
         # the camera's frames (render() writes them to ffmpeg's standard input), already BT.709 limited range
         args += ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-framerate", str(fps), "-i", "pipe:0"]
         # raw frames carry no colour tags; untagged, ffmpeg would convert them (as BT.601) to the BT.709 the
         # encoder is told, shifting every colour (pure red came out 227, 0, 0)
-        video = "[0:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv"
-    video += ",setsar=1"
+        camera_chain = (f"[{count}:v]setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv,"
+                        "setsar=1")
+        count += 1
+    if clip_chain and camera_chain:
+        # the edit cuts between the clip and the still: the clip is laid over the camera while it is on screen,
+        # on the video's clock (a frame owns [start, end) of its segment)
+        shown = "+".join(f"gte(t,{a - 0.5 / fps:.4f})*lt(t,{b - 0.5 / fps:.4f})" for a, b in job.clip_shown)
+        video = (f"{camera_chain}[camera];{clip_chain}[clip];[camera][clip]overlay=x=0:y=0:format=yuv420:"
+                 f"eof_action=pass:enable='{shown or 0}'")
+    else:
+        video = clip_chain or camera_chain
 
     from_video = job.audio_from_video is not None
     if from_video:
         audio_in = "[0:a]"
     else:
         args += ["-ss", f"{max(0.0, job.clip_start):.3f}", "-t", dur, *input_args(job.audio_path)]
-        audio_in = "[1:a]"
+        audio_in = f"[{count}:a]"
+        count += 1
 
     graph = []
     if inputs.caption is not None:
@@ -152,14 +178,14 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         # frame cost ~0.7 s of a 15 s render; this costs ~0.2 s and looks the same (tests/test_render.py).
         cap = inputs.caption
         args += ["-i", str(cap.path)]
-        layer = (f"[{2 if not from_video else 1}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
+        layer = (f"[{count}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
                  f"loop=loop=-1:size=1,setpts=N/({fps}*TB)")
         if cap.fade > 0:
             layer += (f",fade=t=in:st=0:d={cap.fade:.3f}:alpha=1"
                       f",fade=t=out:st={duration - cap.fade:.3f}:d={cap.fade:.3f}:alpha=1")
         graph.append(layer + "[caption]")
         video += f"[picture];[picture][caption]overlay=x={cap.x}:y={cap.y}:shortest=1:format=yuv420"
-    first_input = (1 if from_video else 2) + (inputs.caption is not None)
+    first_input = count + (inputs.caption is not None)
     text_args, text_layers, video = _text_overlays(job, inputs.track_lists, first_input, video, duration)
     args += text_args
     graph += text_layers
@@ -182,7 +208,7 @@ def build_render_args(job: RenderJob, video_tmp: Path | None = None,
         "-map", "[v]", "-map", "[a]",
         *encoder.options, "-profile:v", "high", "-r", str(fps), "-g", str(fps * 2),
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
-        "-c:a", "aac", "-b:a", job.audio_bitrate, "-ar", "48000", "-ac", "2",
+        "-c:a", "aac", "-b:a", job.encoding.audio_bitrate, "-ar", "48000", "-ac", "2",
         "-t", dur, "-movflags", "+faststart", "-f", "mp4", str(video_out),
     ]
     return args
@@ -199,7 +225,7 @@ def _text_overlays(job: RenderJob, lists: tuple[Path, ...], first_input: int, vi
         # Each state is converted once, then repeated to the frame rate (cheap: the same picture again).
         args += ["-f", "concat", "-safe", "0", "-i", str(listing)]
         layer = (f"[{first_input + n}:v]scale=out_color_matrix=bt709:out_range=tv,format=yuva420p,"
-                 f"fps={job.fps}:round=near")
+                 f"fps={job.encoding.fps}:round=near")
         if track.fade > 0:
             first = next((s.start for s in track.states if s.ink is not None), 0.0)
             last = max((s.end for s in track.states if s.ink is not None), default=duration)
@@ -212,16 +238,16 @@ def _text_overlays(job: RenderJob, lists: tuple[Path, ...], first_input: int, vi
 
 
 def loudness_gain(job: RenderJob) -> float:
-    """dB that bring the clip to job.loudness_lufs (0 for silence)."""
+    """dB that bring the clip to job.encoding.loudness_lufs (0 for silence)."""
     source = job.audio_from_video or job.audio_path
     try:
         measured = measure_loudness(source, start=0.0 if job.audio_from_video else job.clip_start,
-                                    duration=job.clip_duration, ffmpeg=job.ffmpeg)
+                                    duration=job.clip_duration, ffmpeg=job.encoding.ffmpeg)
     except BadInput as exc:  # by now the song was checked: this is the render failing, not the user's input
         raise RenderError(str(exc)) from exc
     if measured is None:
         return 0.0
-    return max(-MAX_GAIN_DB, min(MAX_GAIN_DB, job.loudness_lufs - measured))
+    return max(-MAX_GAIN_DB, min(MAX_GAIN_DB, job.encoding.loudness_lufs - measured))
 
 
 @dataclass(frozen=True)
@@ -235,13 +261,13 @@ class Camera:
 def prepare_camera(job: RenderJob) -> Camera | None:
     """The camera for a still (None for a provider's clip, which ffmpeg reads itself). Read before ffmpeg
     starts, so a bad still or plan fails fast."""
-    if job.video_source is not None:
+    if not job.draws_camera:
         return None
-    path = job.camera if job.camera is not None else camera_path(job.motion, frame_count(job), job.fps)
+    path = job.camera if job.camera is not None else camera_path(job.motion, frame_count(job), job.encoding.fps)
     stills = []
     for image in (job.image, *job.extra_images):
         size = working_size(image.width, image.height, job.width, job.height, float(path.zoom.max()))
-        stills.append(load_still(image.path, size, job.ffmpeg))
+        stills.append(load_still(image.path, size, job.encoding.ffmpeg))
     return Camera(stills=tuple(stills), path=path)
 
 
@@ -253,9 +279,14 @@ def camera_feed(job: RenderJob, camera: Camera, caption: CaptionLayer | None,
     def save_poster(rgb: np.ndarray) -> None:  # the text tracks are on the frame already (painted in)
         Image.fromarray(with_caption(rgb, caption)).save(poster_out, format="JPEG", quality=92)
 
-    paint = TextPainter(job.text_tracks, job.width, job.height, job.fps) if job.text_tracks else None
+    # under a provider's clip the text goes on after the cut between the two (ffmpeg's overlay), and the poster is
+    # cut from the finished file, which may show the clip at that frame
+    alone = job.video_source is None
+    paint = (TextPainter(job.text_tracks, job.width, job.height, job.encoding.fps)
+             if job.text_tracks and alone else None)
     return lambda stream: write_frames(stream, camera.stills, camera.path, job.width, job.height,
-                                       keep=poster_frame(job), on_kept=save_poster, paint=paint)
+                                       keep=poster_frame(job) if alone else None, on_kept=save_poster,
+                                       paint=paint)
 
 
 def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str]:
@@ -265,27 +296,27 @@ def build_poster_args(job: RenderJob, video: Path, poster_out: Path) -> list[str
     A second output of the render's own graph (split + select) was tried: it made ffmpeg's progress jump back
     and forth and stall at the poster's time.
     """
-    at = poster_frame(job) / job.fps
+    at = poster_frame(job) / job.encoding.fps
     return ["-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-vf", "scale=out_range=pc",
             "-c:v", "mjpeg", "-q:v", "2", "-f", "image2", "-update", "1", str(poster_out)]
 
 
 def poster_frame(job: RenderJob) -> int:
     """The poster's frame number: POSTER_AT into the clip (past the fade, the caption fully in)."""
-    at = max(0.0, min(job.clip_duration - 1 / job.fps, job.clip_duration * POSTER_AT))
-    return round(at * job.fps)
+    at = max(0.0, min(job.clip_duration - 1 / job.encoding.fps, job.clip_duration * POSTER_AT))
+    return round(at * job.encoding.fps)
 
 
 def frame_count(job: RenderJob) -> int:
     """Frames the camera draws: one past the clip, so ffmpeg's `-t` (not a short input) ends the video."""
-    return round(max(0.1, job.clip_duration) * job.fps) + 1
+    return round(max(0.1, job.clip_duration) * job.encoding.fps) + 1
 
 
 def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -> RenderResult:
     """Render job.out_path (and its poster); both appear only when complete, nothing is left on failure."""
     # one function over 60 lines: the temp files, the hardware encoder's fallback and the cleanup share one try
     job.out_path.parent.mkdir(parents=True, exist_ok=True)
-    if job.audio_from_video and not probe(job.audio_from_video, job.ffmpeg).has_audio:
+    if job.audio_from_video and not probe(job.audio_from_video, job.encoding.ffmpeg).has_audio:
         job = replace(job, use_video_audio=False)  # a silent provider clip: the song it is
     video_tmp, poster_tmp, caption_tmp = _temp_paths(job)
     start = time.monotonic()
@@ -303,25 +334,26 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
             camera_ready = pool.submit(prepare_camera, job)
             caption = pool.submit(rasterise_caption, job.ass_path, job.fonts_dir, width=job.width,
                                   height=job.height, duration=job.clip_duration, out=caption_tmp,
-                                  ffmpeg=job.ffmpeg) if job.ass_path is not None else None
+                                  ffmpeg=job.encoding.ffmpeg) if job.ass_path is not None else None
             gain = pool.submit(loudness_gain, job)
-            encoder = pool.submit(choose_encoder, job.video_encoder, preset=job.x264_preset, crf=job.crf,
-                                  params=job.x264_params, ffmpeg=job.ffmpeg)
+            enc = job.encoding
+            encoder = pool.submit(choose_encoder, enc.video_encoder, preset=enc.x264_preset, crf=enc.crf,
+                                  params=enc.x264_params, ffmpeg=enc.ffmpeg)
             # over a provider's clip the text goes through ffmpeg; over the camera it is painted into the frames
             overlaid = job.text_tracks if job.video_source is not None else ()
-            tracks = [pool.submit(write_track, track, caption_tmp.with_suffix(".text"), job.clip_duration, job.fps)
-                      for track in overlaid]
+            tracks = [pool.submit(write_track, track, caption_tmp.with_suffix(".text"), job.clip_duration,
+                                  enc.fps) for track in overlaid]
             inputs = RenderInputs(caption=caption.result() if caption else None, gain_db=gain.result(),
                                   encoder=encoder.result(), track_lists=tuple(t.result() for t in tracks))
             camera = camera_ready.result()
 
         def encode(inputs: RenderInputs) -> None:
             feed = camera_feed(job, camera, inputs.caption, poster_tmp) if camera else None
-            run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.ffmpeg,
+            run_ffmpeg(build_render_args(job, video_tmp, inputs), ffmpeg=job.encoding.ffmpeg,
                        expected_seconds=job.clip_duration, on_progress=forward,
                        timeout=max(300.0, job.clip_duration * 40), feed=feed)
 
-        used = inputs.encoder or job.x264
+        used = inputs.encoder or job.encoding.x264
         try:
             encode(inputs)
         except RenderError as exc:
@@ -329,14 +361,14 @@ def render(job: RenderJob, on_progress: Callable[[float], None] | None = None) -
                 raise
             # A GPU encoder can pass the test encode and still fail here (its sessions all taken, a driver
             # reset); the video is made on the CPU instead, drawn again from the first frame.
-            reason = why_not(used.name, job.ffmpeg) or " / ".join(exc.message.splitlines()[-2:])
+            reason = why_not(used.name, job.encoding.ffmpeg) or " / ".join(exc.message.splitlines()[-2:])
             log.warning("%s failed (%s); rendering again with libx264", used.name, reason)
-            used = job.x264
+            used = job.encoding.x264
             encode(replace(inputs, encoder=used))
         if not video_tmp.is_file() or video_tmp.stat().st_size == 0:
             raise RenderError("ffmpeg finished but wrote no video")
-        if camera is None:  # a provider's clip: the poster is cut from the finished file
-            run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.ffmpeg, timeout=60)
+        if job.video_source is not None:  # a provider's clip: the poster is cut from the finished file
+            run_ffmpeg(build_poster_args(job, video_tmp, poster_tmp), ffmpeg=job.encoding.ffmpeg, timeout=60)
         if not poster_tmp.is_file():
             raise RenderError("ffmpeg finished but wrote no poster frame")
         os.replace(poster_tmp, job.poster_path)

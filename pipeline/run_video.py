@@ -46,7 +46,7 @@ from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
 from pipeline.providers.remote import cut_clip_audio
 from pipeline.providers.step_hooks import StepHooks, lend
-from pipeline.render import RenderJob, RenderResult, encoding_from_settings, render
+from pipeline.render import Encoding, RenderJob, RenderResult, render
 from pipeline.settings import FONTS_DIR, Settings
 from pipeline.songs import choose_song
 from pipeline.templates import Mood, Movement, Template, load_template, malleable_template
@@ -293,8 +293,9 @@ def render_job(settings: Settings, template: Template, chosen: _Chosen, edit: Ed
         clip_duration=chosen.clip.duration, ass_path=None, fonts_dir=FONTS_DIR, out_path=out_path,
         width=timeline.width, height=timeline.height, fade_in=template.edit.fade_in,
         fade_out=template.edit.fade_out, video_source=chosen.video_source, camera=edit.camera,
-        text_tracks=edit.tracks, extra_images=tuple(chosen.more_images) if edit.camera is not None
-        and edit.camera.still is not None else (), **encoding_from_settings(settings),
+        text_tracks=edit.tracks, clip_shown=tuple((s.start, s.end) for s in timeline.segments if s.source == "clip"),
+        extra_images=tuple(chosen.more_images) if edit.camera is not None
+        and edit.camera.still is not None else (), encoding=Encoding.from_settings(settings),
     )
 
 

@@ -17,7 +17,7 @@ from pipeline.caption_ass import SAFE_BOTTOM, SAFE_LEFT, SAFE_RIGHT, SAFE_TOP, b
 from pipeline.caption_layer import rasterise_caption
 from pipeline.ffmpeg import decode_frames
 from pipeline.models import MotionPlan, StyledImage
-from pipeline.render import RenderJob, render
+from pipeline.render import Encoding, RenderJob, render
 from pipeline.settings import FONTS_DIR
 from pipeline.templates import list_templates, malleable_template
 from tests.media import ffmpeg_make
@@ -104,8 +104,8 @@ def _render(grey: tuple[Path, StyledImage, Path], out: Path, ass: Path | None) -
     _, image, song = grey
     motion = MotionPlan(movement="none", mood="calm", style="static", zoom_expr="1", x_expr="0.5", y_expr="0.5")
     result = render(RenderJob(image=image, motion=motion, audio_path=song, clip_start=0.0, clip_duration=DURATION,
-                              ass_path=ass, fonts_dir=FONTS_DIR, out_path=out, width=360, height=640, fps=30,
-                              x264_preset="ultrafast", crf=18, fade_in=0.0, fade_out=0.0))
+                              ass_path=ass, fonts_dir=FONTS_DIR, out_path=out, width=360, height=640,
+                              encoding=Encoding(fps=30, x264_preset="ultrafast", crf=18), fade_in=0.0, fade_out=0.0))
     return decode_frames(result.video_path, at=[DURATION / 2])[0].astype(int)
 
 

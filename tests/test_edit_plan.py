@@ -4,12 +4,15 @@ the platforms' interface, never below the legibility floor, long captions paged 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipeline.camera import CameraPath
 from pipeline.edit import cuts as cutting
 from pipeline.edit.frame_format import ASPECT_RATIOS, SAFE_ZONES, frame_size
+from pipeline.edit.plan_edit import EditInputs, plan_edit
 from pipeline.edit.text_layout import (
     CAP_HEIGHT_FLOOR,
     MAX_CAPTION_LINES,
@@ -20,7 +23,7 @@ from pipeline.edit.text_layout import (
     safe_box,
 )
 from pipeline.edit.timeline import Box
-from pipeline.models import FaceBox
+from pipeline.models import AudioAnalysis, FaceBox, StyledImage
 from pipeline.settings import FONTS_DIR
 
 FPS = 30
@@ -174,3 +177,46 @@ def test_remote_models_are_asked_for_the_nearest_shape_they_make() -> None:
     assert aspect_for_frame("fal-ai/veo3.1/fast/image-to-video", 1920, 1080, "9:16") == "16:9"
     assert video_size_for_frame(1920, 1080, "9:16") == "landscape_16_9"
     assert video_size_for_frame(1080, 1080, "9:16") == "square_hd"
+
+
+def clip_edit(lipsync: bool):
+    """The plan of a 15 s provider-clip run on a 120 BPM grid, energetic mood."""
+    beats, downbeats = grid()
+    analysis = AudioAnalysis(duration=15.0, hop_seconds=0.01, rms=(), onset=(), beats=tuple(beats), tempo=120.0,
+                             repetition=(), downbeats=tuple(downbeats), steady_beat=True)
+    frames = 15 * FPS + 1
+    still = StyledImage(Path("still.jpg"), 1080, 1920, FaceBox(x=420, y=520, w=240, h=260))
+    return plan_edit(EditInputs(width=720, height=1280, fps=FPS, aspect="9:16", duration=15.0, clip_start=0.0,
+                                analysis=analysis, energy=0.9, punch=0.9, image=still, anchor=(0.5, 0.38),
+                                motion_path=CameraPath(np.ones(frames), np.full(frames, 0.5), np.full(frames, 0.5)),
+                                lipsync=lipsync, video_source=Path("clip.mp4")), random.Random(2))
+
+
+def test_a_providers_clip_alternates_with_the_still_on_bar_lines() -> None:
+    plan = clip_edit(lipsync=False)
+    segments = plan.timeline.segments
+    assert [s.source for s in segments] == ["clip", "still"] * (len(segments) // 2) + ["clip"] * (len(segments) % 2)
+    assert len(segments) >= 3 and plan.camera is not None
+    _, downbeats = grid()
+    for cut in plan.timeline.cuts:
+        assert min(abs(cut - d) for d in downbeats) <= 1 / FPS, f"cut {cut} is off the bar lines"
+    stills = [s for s in segments if s.source == "still"]
+    assert all(s.framing.name in ("medium", "close") and s.face is not None for s in stills)
+    assert all(a.framing.name != b.framing.name for a, b in zip(stills, stills[1:], strict=False))
+
+
+def test_lip_sync_keeps_the_providers_clip_throughout() -> None:
+    plan = clip_edit(lipsync=True)
+    assert [(s.source, s.start, s.end) for s in plan.timeline.segments] == [("clip", 0.0, 15.0)]
+    assert plan.timeline.cuts == [] and plan.camera is None
+
+
+def test_lyrics_drop_to_the_floor_size_where_only_a_strip_is_left() -> None:
+    """A big centred face in a landscape frame leaves a strip under it too low for the lyrics' usual size: they
+    are set at the floor there instead of not at all (the 16:9 editorial run had no lyrics)."""
+    face = Box(112, 43, 70, 70)
+    layout = layout_text(caption="Out now", lyric_lines=["we drive all night until"], font_file=BEBAS,
+                         aspect="16:9", width=320, height=180, keep_out=face)
+    assert layout.lyrics is not None and layout.lyrics.em == floor_em(BEBAS, 320, 180)
+    assert not layout.lyrics.box.overlaps(face)
+    assert layout.caption is not None and not layout.caption.box.overlaps(layout.lyrics.box)

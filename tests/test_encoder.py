@@ -15,7 +15,7 @@ from PIL import Image
 from pipeline.encoder import HARDWARE, choose_encoder, nvenc, vaapi, why_not, x264
 from pipeline.ffmpeg import decode_frames, probe
 from pipeline.models import MotionPlan, StyledImage
-from pipeline.render import RenderInputs, RenderJob, build_render_args, render
+from pipeline.render import Encoding, RenderInputs, RenderJob, build_render_args, render
 from pipeline.settings import FONTS_DIR
 from tests.media import ffmpeg_make
 
@@ -34,7 +34,8 @@ def job(media: Path, out: Path, encoder: str) -> RenderJob:
                      motion=MotionPlan(movement="push", mood="calm", style="push", zoom_expr="1+0.05*t",
                                        x_expr="0.5", y_expr="0.5"),
                      audio_path=media / "song.wav", clip_start=0.5, clip_duration=2.0, ass_path=None,
-                     fonts_dir=FONTS_DIR, out_path=out, width=360, height=640, fps=30, video_encoder=encoder)  # type: ignore[arg-type]
+                     fonts_dir=FONTS_DIR, out_path=out, width=360, height=640,
+                     encoding=Encoding(fps=30, video_encoder=encoder))  # type: ignore[arg-type]
 
 
 def test_auto_takes_a_gpu_encoder_only_where_its_test_encode_works() -> None:

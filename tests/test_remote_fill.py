@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.ffmpeg import ffmpeg_exe, probe
 from pipeline.models import MotionPlan, StyledImage
-from pipeline.render import RenderJob, render
+from pipeline.render import Encoding, RenderJob, render
 from pipeline.run_video import run_video
 from pipeline.settings import FONTS_DIR
 from tests.fake_remote import FakeRemote, make_still, remote_settings
@@ -63,7 +63,8 @@ def test_the_render_never_loops_a_short_clip(tmp_path: Path) -> None:
     motion = MotionPlan(movement="still", mood="calm", style="static", zoom_expr="1", x_expr="0.5", y_expr="0.5")
     job = RenderJob(image=StyledImage(tmp_path / "still.png", 360, 640, None), motion=motion,
                     audio_path=song, clip_start=0.0, clip_duration=3.0, ass_path=None, fonts_dir=FONTS_DIR,
-                    out_path=tmp_path / "out.mp4", width=180, height=320, fps=FPS, video_source=source)
+                    out_path=tmp_path / "out.mp4", width=180, height=320, encoding=Encoding(fps=FPS),
+                    video_source=source)
     render(job)
     assert repeats_after(job.out_path, 2.0) == []
 

@@ -17,7 +17,7 @@ from pipeline.errors import RenderError
 from pipeline.ffmpeg import decode_frames, ffmpeg_exe, probe
 from pipeline.models import AudioAnalysis, MotionPlan, StyledImage
 from pipeline.plan_motion import plan_motion
-from pipeline.render import POSTER_AT, RenderJob, RenderResult, render
+from pipeline.render import POSTER_AT, Encoding, RenderJob, RenderResult, render
 from pipeline.settings import FONTS_DIR
 from pipeline.templates import Mood, Movement, malleable_template
 from tests.media import ffmpeg_make
@@ -62,8 +62,9 @@ def job_for(media: Path, out: Path, image: StyledImage, motion: MotionPlan, *, w
             duration: float = 2.0, ass_path: Path | None = None, **kw) -> RenderJob:
     return RenderJob(image=image, motion=motion, audio_path=kw.pop("audio_path", media / "song.wav"), clip_start=2.0,
                      clip_duration=duration, ass_path=ass_path, fonts_dir=kw.pop("fonts_dir", FONTS_DIR),
-                     out_path=out, width=width, height=height, fps=30, x264_preset="veryfast", crf=kw.pop("crf", 20),
-                     audio_bitrate="160k", loudness_lufs=-14.0, fade_in=0.3, fade_out=0.5, ffmpeg=None, **kw)
+                     out_path=out, width=width, height=height, fade_in=0.3, fade_out=0.5,
+                     encoding=Encoding(fps=30, x264_preset="veryfast", crf=kw.pop("crf", 20), audio_bitrate="160k",
+                                       loudness_lufs=-14.0, ffmpeg=None), **kw)
 
 
 def loudness(path: Path) -> float:

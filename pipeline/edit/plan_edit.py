@@ -52,23 +52,17 @@ class EditInputs:
 @dataclass
 class EditPlan:
     timeline: Timeline
-    camera: CameraPath | None  # None: a provider's clip, which ffmpeg frames itself
+    camera: CameraPath | None  # None: a provider's clip alone, which ffmpeg frames itself
     tracks: tuple[TextTrack, ...]
 
 
 def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], rng: random.Random,
            framings: Sequence[str]) -> tuple[list[Segment], CameraPath | None]:
-    still = (inp.image.width, inp.image.height)
     out = (inp.width, inp.height)
     stills = [cutting.Still(size=(i.width, i.height), face=i.face) for i in (inp.image, *inp.more_images)]
     frames = len(inp.motion_path.zoom)
     if inp.video_source is not None:
-        # The provider's clip fills the video (issue 20 decides how a short one is filled); its face is where
-        # the still it was made from had it, framed whole.
-        one = np.ones(1)
-        face = (cutting.face_on_screen(inp.image.face, still, out, one, one * 0.5, one * 0.5)
-                if inp.image.face else None)
-        return [Segment(0.0, inp.duration, source="clip", clip_path=inp.video_source, face=face)], None
+        return _clip_shots(inp, beats, downbeats, rng, framings, stills[0])
     if inp.lipsync or not inp.analysis.steady_beat or not beats:
         segments = [Segment(0.0, inp.duration)]  # lip-sync keeps the mouth in one steady shot
         path = inp.motion_path
@@ -80,6 +74,35 @@ def _shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], 
                                          rng=rng, framings=framings)
         path = cutting.segments_path(segments, frames, inp.fps, inp.motion_path)
     return cutting.with_faces(segments, path, inp.fps, stills, out), path
+
+
+def _clip_shots(inp: EditInputs, beats: Sequence[float], downbeats: Sequence[float], rng: random.Random,
+                framings: Sequence[str], still: cutting.Still) -> tuple[list[Segment], CameraPath | None]:
+    """A provider's clip in the edit: it opens, and bar lines cut between it and the still it was made from,
+    framed closer on the face (a wide still would look like a paused clip). The clip runs on the video's clock
+    underneath, so each return to it is later in the clip, never a replay. Lip-sync keeps the mouth: one shot."""
+    out = (inp.width, inp.height)
+    one = np.ones(1)
+    # the clip's face is where the still it was made from had it, framed whole
+    face = cutting.face_on_screen(still.face, still.size, out, one, one * 0.5, one * 0.5) if still.face else None
+    whole = [Segment(0.0, inp.duration, source="clip", clip_path=inp.video_source, face=face)]
+    if inp.lipsync or not inp.analysis.steady_beat or not beats:
+        return whole, None
+    # bar lines only: a punch-in would zoom the still but not the clip (ffmpeg frames that whole)
+    times = cutting.cut_times(beats, downbeats, (), duration=inp.duration, fps=inp.fps, energy=inp.energy,
+                              punch=0.0)
+    if not times:
+        return whole, None
+    closer = [cutting.framing(n, still.face, inp.anchor, still.size, out) for n in framings if n != "wide"] or \
+        [cutting.framing(framings[0], still.face, inp.anchor, still.size, out)]
+    first = rng.randrange(len(closer))  # each return to the still is the other framing: no shot seen twice
+    bounds = list(zip([0.0, *(t for t, _ in times)], [*(t for t, _ in times), inp.duration], strict=True))
+    shots = [Segment(a, b, source="clip", clip_path=inp.video_source) if n % 2 == 0 else
+             Segment(a, b, framing=closer[(first + n // 2) % len(closer)]) for n, (a, b) in enumerate(bounds)]
+    path = cutting.segments_path(shots, len(inp.motion_path.zoom), inp.fps, inp.motion_path)
+    shots = [replace(s, face=face) if s.source == "clip" else s
+             for s in cutting.with_faces(shots, path, inp.fps, [still], out)]
+    return shots, path
 
 
 def display_lines(lines: Sequence[LyricLine], *, font, em: int, width: int, duration: float,

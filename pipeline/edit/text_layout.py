@@ -147,15 +147,12 @@ def layout_text(*, caption: str, lyric_lines: Sequence[str], font_file: Path, ly
     floor = floor_em(font_file, width, height)
     lyrics_area: TextArea | None = None
     if lyric_lines:
-        em = max(floor_em(lyric_font, width, height), round(floor * LYRIC_SCALE))
-        need = line_height(em) * MAX_LYRIC_LINES
-        for n, region in enumerate(regions):
-            if region.h >= need and region.w >= min(safe.w, 8 * em):
-                below_face = guard is not None and region.y >= guard.bottom
-                box, rest = _take(region, need, from_top=below_face or guard is None)
-                lyrics_area = TextArea(box=box, em=em, lines=MAX_LYRIC_LINES)
-                regions = [*regions[:n], rest, *regions[n + 1:]] if rest.h > 0 else [*regions[:n], *regions[n + 1:]]
-                regions = _order(regions, placement, guard)
+        lyric_floor = floor_em(lyric_font, width, height)
+        # a little larger than the caption where there is room; at the floor where only that fits (a big face
+        # in a landscape frame leaves a strip), rather than no lyrics
+        for em in dict.fromkeys((max(lyric_floor, round(floor * LYRIC_SCALE)), lyric_floor)):
+            lyrics_area, regions = _lyrics_in(regions, em, safe, guard, placement)
+            if lyrics_area is not None:
                 break
     if not caption.strip():
         return TextLayout(caption=None, lyrics=lyrics_area)
@@ -176,6 +173,19 @@ def layout_text(*, caption: str, lyric_lines: Sequence[str], font_file: Path, ly
         return TextLayout(caption=None, lyrics=lyrics_area)  # nowhere clear of the face: none rather than on it
     _, region, lines, fits = best
     return _caption_in(region, floor, lines, fits, placement, guard, lyrics_area)
+
+
+def _lyrics_in(regions: list[Box], em: int, safe: Box, guard: Box | None,
+               placement: str) -> tuple[TextArea | None, list[Box]]:
+    """Two lyric lines at `em` in the first region that holds them, and the regions left for the caption."""
+    need = line_height(em) * MAX_LYRIC_LINES
+    for n, region in enumerate(regions):
+        if region.h >= need and region.w >= min(safe.w, 8 * em):
+            below_face = guard is not None and region.y >= guard.bottom
+            box, rest = _take(region, need, from_top=below_face or guard is None)
+            left = [*regions[:n], rest, *regions[n + 1:]] if rest.h > 0 else [*regions[:n], *regions[n + 1:]]
+            return TextArea(box=box, em=em, lines=MAX_LYRIC_LINES), _order(left, placement, guard)
+    return None, regions
 
 
 def _caption_in(region: Box, em: int, lines: list[str], per_page: int, placement: str, guard: Box | None,

@@ -124,7 +124,8 @@ class Timeline:
             "downbeats": [round(b, 3) for b in self.downbeats],
             "cuts": [round(c, 3) for c in self.cuts],
             "segments": [{"start": round(s.start, 3), "end": round(s.end, 3), "source": s.source, "image": s.image,
-                          "framing": s.framing.name if s.framing else "motion"} for s in self.segments],
+                          "framing": s.framing.name if s.framing else "clip" if s.source == "clip" else "motion"}
+                         for s in self.segments],
             "faceBoxes": [{**s.face.record(), "start": round(s.start, 3), "end": round(s.end, 3)}
                           for s in self.segments if s.face is not None],
             "lyricsMode": self.lyrics_mode,
