@@ -49,8 +49,10 @@ class Studio:
 
     @property
     def run_scope(self) -> str | None:
-        """Whose runs the pages show and may cancel: the owner's; every account's for an admin (None)."""
-        return None if self.viewer is not None and self.viewer.admin else self.owner
+        """Whose runs the pages show and may cancel: the owner's; every account's (None) for a signed-in admin.
+        The local admin of a studio without sign-in is anyone who reaches the port: it sees its own runs only."""
+        signed_in_admin = self.viewer is not None and self.viewer.admin and self.email is not None
+        return None if signed_in_admin else self.owner
 
 
 def open_studio(settings: Settings) -> Studio:

@@ -90,7 +90,7 @@ def test_a_run_stuck_in_a_provider_is_timed_out_at_the_run_limit(tmp_path: Path,
 
 
 def test_a_server_restarted_while_runs_are_active_shows_their_true_state(studio: Studio) -> None:
-    run_ids = _create(studio, batch=8, upscale=True)  # 360x640 renders one at a time: they outlast the restart
+    run_ids = _create(studio, batch=30, upscale=True)  # 360x640 renders one at a time: they outlast the restart
     studio.wait_for(run_ids[:1], statuses={"EXECUTING", "COMPLETED"}, timeout=60, poll=0.2)
     assert studio.server is not None
     studio.server.terminate()
