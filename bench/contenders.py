@@ -62,6 +62,8 @@ class Prepared:
     gain_db: float
     fade_in: float
     fade_out: float
+    shots: tuple[dict, ...] = ()  # the edit's shots: start, end, zoom at start, zoom per second, window centre
+    lyrics: tuple[dict, ...] = ()  # the edit's lyric lines as displayed, with their words' times and box
 
 
 def demo_plan(settings: Settings, *, seed: int, upscale: bool = False, caption_length: str = "short") -> RunPlan:
@@ -113,8 +115,12 @@ def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = Fals
     shutil.rmtree(out.video_path.parent, ignore_errors=True)
     zoom, x, y = job.motion.zoom_expr, job.motion.x_expr, job.motion.y_expr
     enc = job.encoding
-    if job.camera is not None:  # the edit's shots: the bare command follows the same cuts
-        zoom, x, y = camera_expressions(job.camera, out.output["edit"]["segments"], enc.fps)
+    shots: list[dict] = []
+    if job.camera is not None:  # the edit's shots: the bare command and MoviePy follow the same cuts
+        shots = camera_shots(job.camera, out.output["edit"]["segments"], enc.fps)
+        zoom, x, y = camera_expressions(shots, enc.fps)
+    boxes = [b for b in out.output["edit"]["textBoxes"] if b["kind"] == "lyrics"]
+    lyrics = tuple({**line, "box": box} for line, box in zip(out.output["edit"]["lyrics"], boxes, strict=False))
     return Prepared(
         folder=folder, still=folder / "still.jpg", ass=folder / "caption.ass" if (folder / "caption.ass").is_file()
         else None,
@@ -122,23 +128,31 @@ def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = Fals
         duration=job.clip_duration, zoom=zoom, x=x, y=y,
         width=job.width, height=job.height, fps=enc.fps, preset=enc.x264_preset, crf=enc.crf,
         x264_params=enc.x264_params, audio_bitrate=enc.audio_bitrate, lufs=enc.loudness_lufs,
-        gain_db=loudness_gain(job), fade_in=job.fade_in, fade_out=job.fade_out,
+        gain_db=loudness_gain(job), fade_in=job.fade_in, fade_out=job.fade_out, shots=tuple(shots), lyrics=lyrics,
     ), seconds
 
 
-def camera_expressions(path: CameraPath, segments: list[dict], fps: int) -> tuple[str, str, str]:
-    """The edit's camera as ffmpeg expressions of t: per shot its window (the zoom's slow push a line), each
-    switched on for the shot's frames."""
-    zoom, x, y = [], [], []
+def camera_shots(path: CameraPath, segments: list[dict], fps: int) -> list[dict]:
+    """The edit's camera per shot: its window in time, the zoom's slow push as a line, the window's centre."""
+    shots = []
     last = len(path.zoom) - 1
-    for n, seg in enumerate(segments):
+    for seg in segments:
         k0, k1 = round(seg["start"] * fps), min(last, max(round(seg["start"] * fps) + 1, round(seg["end"] * fps) - 1))
-        a = k0 / fps
-        window = f"gte(t,{a:.4f})" + (f"*lt(t,{round(seg['end'] * fps) / fps:.4f})" if n < len(segments) - 1 else "")
-        slope = (path.zoom[k1] - path.zoom[k0]) / max(1e-6, (k1 - k0) / fps)
-        zoom.append(f"{window}*({path.zoom[k0]:.5f}+{slope:.6f}*(t-{a:.4f}))")
-        x.append(f"{window}*{path.cx[k0]:.5f}")
-        y.append(f"{window}*{path.cy[k0]:.5f}")
+        shots.append({"start": k0 / fps, "end": round(seg["end"] * fps) / fps, "zoom": float(path.zoom[k0]),
+                      "slope": float((path.zoom[k1] - path.zoom[k0]) / max(1e-6, (k1 - k0) / fps)),
+                      "cx": float(path.cx[k0]), "cy": float(path.cy[k0])})
+    return shots
+
+
+def camera_expressions(shots: list[dict], fps: int) -> tuple[str, str, str]:
+    """The shots as ffmpeg expressions of t, each switched on for its frames."""
+    zoom, x, y = [], [], []
+    for n, shot in enumerate(shots):
+        a = shot["start"]
+        window = f"gte(t,{a:.4f})" + (f"*lt(t,{shot['end']:.4f})" if n < len(shots) - 1 else "")
+        zoom.append(f"{window}*({shot['zoom']:.5f}+{shot['slope']:.6f}*(t-{a:.4f}))")
+        x.append(f"{window}*{shot['cx']:.5f}")
+        y.append(f"{window}*{shot['cy']:.5f}")
     return "+".join(zoom), "+".join(x), "+".join(y)
 
 
@@ -227,7 +241,8 @@ def run_moviepy(p: Prepared, out: Path) -> float:
     job = {"still": str(p.still), "song": str(p.song), "start": p.start, "duration": p.duration,
            "caption": p.caption, "font": str(CAPTION_FONT), "width": p.width, "height": p.height, "fps": p.fps,
            "preset": p.preset, "crf": p.crf, "x264_params": p.x264_params, "audio_bitrate": p.audio_bitrate,
-           "fade_in": p.fade_in, "fade_out": p.fade_out, "out": str(out)}
+           "fade_in": p.fade_in, "fade_out": p.fade_out, "out": str(out), "shots": list(p.shots),
+           "lyrics": list(p.lyrics), "highlight": load_template(TEMPLATE).edit.highlight_colour}
     proc = subprocess.run([str(MOVIEPY_PYTHON), str(MOVIEPY_SCRIPT), json.dumps(job)], capture_output=True,
                           text=True, timeout=1800, cwd=p.folder)
     if proc.returncode != 0 or not out.is_file():
