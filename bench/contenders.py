@@ -66,15 +66,19 @@ class Prepared:
     lyrics: tuple[dict, ...] = ()  # the edit's lyric lines as displayed, with their words' times and box
 
 
-def demo_plan(settings: Settings, *, seed: int, upscale: bool = False, caption_length: str = "short") -> RunPlan:
+def demo_plan(settings: Settings, *, seed: int, upscale: bool = False, caption_length: str = "short",
+              lyrics: str | None = None) -> RunPlan:
+    """The benchmark's video; `lyrics` None: the template's (the stage template shows them word by word)."""
     run_id = f"bench_{secrets.token_hex(4)}"
     return RunPlan(run_id=run_id, artist=find_artist(settings, DEMO_ARTIST), template_id=TEMPLATE,
-                   caption_length=caption_length, upscale=upscale, seed=seed, out_dir=settings.runs_dir / run_id)
+                   caption_length=caption_length, upscale=upscale, seed=seed, out_dir=settings.runs_dir / run_id,
+                   lyrics=lyrics)  # type: ignore[arg-type]
 
 
-def run_ours(settings: Settings, *, seed: int, upscale: bool = False) -> tuple[float, RunOutput]:
+def run_ours(settings: Settings, *, seed: int, upscale: bool = False, lyrics: str | None = None,
+             ) -> tuple[float, RunOutput]:
     """Our whole pipeline for one video (song, clip, image, motion, caption, render, poster), in seconds."""
-    plan = demo_plan(settings, seed=seed, upscale=upscale)
+    plan = demo_plan(settings, seed=seed, upscale=upscale, lyrics=lyrics)
     start = time.perf_counter()
     out = run_video(plan, settings)
     return time.perf_counter() - start, out
@@ -100,11 +104,12 @@ def _recording_render(keep: Path) -> Iterator[list[RenderJob]]:
         run_video_module.render = real
 
 
-def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = False) -> tuple[Prepared, float]:
+def prepare(settings: Settings, folder: Path, *, seed: int, upscale: bool = False,
+            lyrics: str | None = None) -> tuple[Prepared, float]:
     """Run our pipeline once (a warm-up too) and keep its prepared inputs; also the seconds it took."""
     folder.mkdir(parents=True, exist_ok=True)
     with _recording_render(folder) as jobs:
-        seconds, out = run_ours(settings, seed=seed, upscale=upscale)
+        seconds, out = run_ours(settings, seed=seed, upscale=upscale, lyrics=lyrics)
     job = jobs[0]
     if job.ass_path is None and (out.output.get("captionText") or out.output["edit"]["lyrics"]):
         # our run lays its text from pictures drawn once; the bare command gets the same text as libass events

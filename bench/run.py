@@ -100,26 +100,27 @@ class Comparison:
         return median(self.moviepy) / median(self.ours) if self.moviepy else float("nan")
 
 
-def timed_ours(settings: Settings, *, upscale: bool = False) -> Callable[[int], float]:
+def timed_ours(settings: Settings, *, upscale: bool = False, lyrics: str | None = None) -> Callable[[int], float]:
     """A contender for `alternate`: our whole pipeline once, its seconds; the run's files are removed."""
     def one(_: int) -> float:
-        seconds, result = run_ours(settings, seed=SEED, upscale=upscale)
+        seconds, result = run_ours(settings, seed=SEED, upscale=upscale, lyrics=lyrics)
         shutil.rmtree(result.video_path.parent, ignore_errors=True)
         return seconds
     return one
 
 
 def compare_bare_and_ours(settings: Settings, work: Path, *, repeats: int, upscale: bool = False,
-                          with_moviepy: bool = False, with_floor: bool = False) -> Comparison:
+                          with_moviepy: bool = False, with_floor: bool = False, lyrics: str | None = None,
+                          ) -> Comparison:
     """Our whole pipeline vs one bare ffmpeg command (and MoviePy), alternating, on the same prepared inputs.
 
     The preparing run is also the warm-up (song analysis cached, files in the page cache); it is not counted.
     """
-    prepared, prepare_seconds = prepare(settings, work / "prepared", seed=SEED, upscale=upscale)
+    prepared, prepare_seconds = prepare(settings, work / "prepared", seed=SEED, upscale=upscale, lyrics=lyrics)
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
 
-    contenders = {"ours": timed_ours(settings, upscale=upscale),
+    contenders = {"ours": timed_ours(settings, upscale=upscale, lyrics=lyrics),
                   "bare": lambda i: run_bare(prepared, out / f"bare-{i}.mp4", settings.ffmpeg_binary)}
     if with_floor:
         contenders["floor"] = lambda i: run_bare(prepared, out / f"floor-{i}.mp4", settings.ffmpeg_binary,
@@ -178,9 +179,18 @@ def part_limit_and_peers(report: Report, work: Path, parts: set[str], repeats: i
         report.add("limit", "ours / floor (720x1280)", f"{c.floor_ratio:.3f}",
                    ratio="what our camera, styled image and poster add to encoding alone")
     if peers:
-        report.add("peers", "MoviePy 2.x, same video, 720x1280", _s(c.moviepy))
+        report.add("peers", "MoviePy 2.x, same video (karaoke lyrics, cuts), 720x1280", _s(c.moviepy))
         report.add("peers", "MoviePy / ours (720x1280)", f"{c.peers_ratio:.2f}x", target=">= 8x",
                    ok=c.peers_ratio >= 8)
+    if peers and not quick:  # the same video without the lyrics (the edit's cuts stay): what the lyrics cost
+        log("peers: 720x1280 without lyrics (ours / bare / moviepy)")
+        n = compare_bare_and_ours(settings, work / "720-no-lyrics", repeats=repeats, with_moviepy=True,
+                                  lyrics="none")
+        report.add("peers", "ours, lyrics none (cuts on), 720x1280", _s(n.ours))
+        report.add("peers", "ours / bare, lyrics none (720x1280)", f"{n.ratio:.3f}", target="<= 1.25",
+                   ok=n.ratio <= 1.25)
+        report.add("peers", "MoviePy / ours, lyrics none (720x1280)", f"{n.peers_ratio:.2f}x", target=">= 8x",
+                   ok=n.peers_ratio >= 8)
     if "limit" in parts and not quick:
         log("limit: upscale 1440x2560 (ours / bare)")
         u = compare_bare_and_ours(settings, work / "1440", repeats=max(1, repeats - 1), upscale=True)
