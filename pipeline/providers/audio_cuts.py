@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import ProviderError, RenderError
@@ -27,3 +30,15 @@ def compact_audio(song: Path, out_path: Path, ffmpeg: str | None) -> Path:
     except RenderError as exc:
         raise ProviderError(f"The song could not be prepared for transcription: {exc.message}") from None
     return out_path
+
+
+@contextmanager
+def compacted_upload(song: Path, folder: Path, ffmpeg: str | None) -> Iterator[Path]:
+    """A compact copy of `song` for one upload, removed afterwards: it is only for that request (two runs of
+    one song at once each get their own)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    upload = folder / f".upload-{song.stem}-{secrets.token_hex(4)}.mp3"
+    try:
+        yield compact_audio(song, upload, ffmpeg)
+    finally:
+        upload.unlink(missing_ok=True)

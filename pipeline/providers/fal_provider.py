@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from pipeline.models import LyricLine, StyledImage, Word
-from pipeline.providers.audio_cuts import compact_audio
+from pipeline.providers.audio_cuts import compacted_upload
 from pipeline.providers.clip_segments import cut_audio, join_clips, last_frame, plan_segments
 from pipeline.providers.fal_models import (
     aspect_for_frame,
@@ -235,14 +235,9 @@ class FalTranscriber:
         cached = self.cache.get(path, self.name)
         if cached is not None:
             return cached
-        upload = self.settings.cache_dir / "transcripts" / f".upload-{path.stem}.mp3"
-        upload.parent.mkdir(parents=True, exist_ok=True)
-        compact_audio(path, upload, self.settings.ffmpeg_binary)
-        try:
+        with compacted_upload(path, self.cache.folder, self.settings.ffmpeg_binary) as upload:
             result = self.queue.run(self.model, {"audio_url": data_uri(upload, "audio/mpeg"), "task": "transcribe",
                                                  "chunk_level": "word", "version": "3"})
-        finally:
-            upload.unlink(missing_ok=True)
         lines = lines_from_chunks(self.name, result)
         self.cache.put(path, self.name, lines)
         return lines

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from pipeline.ffmpeg import probe
 from pipeline.models import LyricLine, Word
+from pipeline.providers.audio_cuts import compacted_upload
 from pipeline.providers.comfyui.client import ComfyUIClient
 from pipeline.providers.comfyui.run import execute, fetch_text, load_step_workflows
-from pipeline.providers.remote import TranscriptCache, compact_audio, lines_from_words, malformed
+from pipeline.providers.remote import TranscriptCache, lines_from_words, malformed
 from pipeline.settings import Settings
 
 SRT_TIME = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{1,3})")
@@ -73,14 +74,9 @@ class ComfyUITranscriber:
         cached = self.cache.get(path, self.name)
         if cached is not None:
             return cached
-        upload = self.settings.cache_dir / "transcripts" / f".upload-{path.stem}.mp3"
-        upload.parent.mkdir(parents=True, exist_ok=True)
-        compact_audio(path, upload, self.settings.ffmpeg_binary)
-        try:
+        with compacted_upload(path, self.cache.folder, self.settings.ffmpeg_binary) as upload:
             seconds = probe(upload, self.settings.ffmpeg_binary).duration or 0.0
             entry = execute(self.client, self.workflow, {"seconds": seconds}, {"audio": upload})
-        finally:
-            upload.unlink(missing_ok=True)
         lines = lines_from_words(words_from_text(self.name, fetch_text(self.client, self.workflow, entry)))
         self.cache.put(path, self.name, lines)
         return lines
