@@ -146,13 +146,15 @@ def check_text_clear(on: np.ndarray, off: np.ndarray, edit: dict, aspect: str) -
             inside = changed[k, box["y"]: box["y"] + box["h"], box["x"]: box["x"] + box["w"]]
             assert inside.sum() <= 2, f"frame {k}: {int(inside.sum())} text pixels on the face {box}"
         ys, xs = np.nonzero(changed[k])
-        if len(xs):  # inside the safe zone (2 px for the encoder's smear at the edges of the ink)
+        if len(xs):  # inside the safe zone, all four edges (2 px for the encoder's smear at the edges of the ink)
             assert xs.max() <= safe.right + 2 and ys.max() <= safe.bottom + 2, f"frame {k} in the UI zone"
+            assert xs.min() >= safe.x - 2 and ys.min() >= safe.y - 2, f"frame {k} past the safe zone's edge"
     floor = CAP_HEIGHT_FLOOR * min(w, h) / 720
     for tb in edit["textBoxes"]:
         # the ink box holds at least one line's capitals (a caption is paged, never shrunk, below the floor)
         assert tb["h"] >= floor, f"{tb} is shorter than a {floor:.1f} px capital"
-        assert tb["x"] >= safe.x and tb["x"] + tb["w"] <= safe.right and tb["y"] + tb["h"] <= safe.bottom
+        assert tb["x"] >= safe.x and tb["x"] + tb["w"] <= safe.right and safe.y <= tb["y"] \
+            and tb["y"] + tb["h"] <= safe.bottom
         for face in edit["faceBoxes"]:
             if face["start"] < tb["end"] and tb["start"] < face["end"]:
                 assert (tb["x"] + tb["w"] <= face["x"] or face["x"] + face["w"] <= tb["x"]
