@@ -3,6 +3,8 @@ set limit with that reason, and a web server restarted while runs are active sho
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +39,8 @@ def _remote_env(fake: FakeRemote, **over: str) -> dict[str, str]:
 def studio(tmp_path_factory: pytest.TempPathFactory, hanging) -> Iterator[Studio]:
     _, fake = hanging
     # one CPU slot: the restart test's renders then take turns, and outlast the server's restart
-    env = _remote_env(fake, FETCH_TIMEOUT_SECONDS="2", PROVIDER_TIMEOUT_SECONDS="2", WORKERS="1")
+    env = _remote_env(fake, FETCH_TIMEOUT_SECONDS="2", PROVIDER_TIMEOUT_SECONDS="2", WORKERS="1",
+                      CRASH_AFTER_SECONDS="60")  # the restart test holds the worker while the server starts
     with running_studio(tmp_path_factory.mktemp("timeouts"), **env) as s:
         yield s
 
@@ -90,16 +93,22 @@ def test_a_run_stuck_in_a_provider_is_timed_out_at_the_run_limit(tmp_path: Path,
 
 
 def test_a_server_restarted_while_runs_are_active_shows_their_true_state(studio: Studio) -> None:
-    run_ids = _create(studio, batch=30, upscale=True)  # 360x640 renders one at a time: they outlast the restart
+    run_ids = _create(studio, batch=8, upscale=True)  # 360x640 renders, one at a time
     studio.wait_for(run_ids[:1], statuses={"EXECUTING", "COMPLETED"}, timeout=60, poll=0.2)
-    assert studio.server is not None
+    assert studio.server is not None and studio.worker is not None
     studio.server.terminate()
     studio.server.wait(timeout=20)
     with pytest.raises(httpx.HTTPError):
         httpx.get(studio.url("/api/accounts/id"), timeout=2)
     time.sleep(0.5)  # the worker keeps rendering while no one serves the API
-    studio.start_server()
-    seen = {rid: studio.get_run(rid)["status"] for rid in run_ids}
+    # Then it is held (with its ffmpeg) while the server comes back, so runs are surely active across the restart:
+    # a slow start-up on a busy machine let the whole batch finish first (CRASH_AFTER_SECONDS is 60 here)
+    os.killpg(studio.worker.pid, signal.SIGSTOP)
+    try:
+        studio.start_server()
+        seen = {rid: studio.get_run(rid)["status"] for rid in run_ids}
+    finally:
+        os.killpg(studio.worker.pid, signal.SIGCONT)
     assert set(seen.values()) <= {"QUEUED", "EXECUTING", "COMPLETED"}, seen  # nothing marked crashed
     assert set(seen.values()) != {"COMPLETED"}, seen  # some were still active across the restart
     runs = studio.wait_for(run_ids, timeout=120)
