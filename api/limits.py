@@ -19,7 +19,7 @@ from typing import Any
 
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,25 +91,49 @@ class BodySizeLimit:
 
 
 class RequestLimiter:
-    """`per_minute` requests per identity per sliding minute, with the `limits` library's sliding-window counter:
-    in this process, or in Redis (REDIS_URL) so every web server of an install shares one budget per identity.
+    """`per_minute` requests per identity in any `window_seconds`, with the `limits` library's moving window: in
+    this process, or in Redis (REDIS_URL) so every web server of an install shares one budget per identity.
 
-    Memory stays bounded without resetting anyone: an identity is two counters that expire two windows after its
-    last request (MemoryStorage drops them; Redis expires them).
+    A moving window, not the sliding-window *counter*: the counter weighs the last window down by how far the clock
+    is past an edge, so tries just across an edge get through (six wrong passwords of five allowed). The moving
+    window keeps each request's time, so the count is exact. Memory follows the requests of the last window, not the
+    identities ever seen: a timestamp expires a window after its request (Redis expires the list; in memory,
+    `_drop_idle` removes the keys MemoryStorage would keep as empty lists).
     """
 
     def __init__(self, per_minute: int, redis_url: str | None = None, prefix: str = "studio",
                  window_seconds: int = 60):
         self.item = RateLimitItemPerSecond(per_minute, window_seconds, namespace=f"{prefix}:ratelimit")
         self.storage = MemoryStorage()
-        self.memory = SlidingWindowCounterRateLimiter(self.storage)
+        self.memory = MovingWindowRateLimiter(self.storage)
         self.shared = None
         if redis_url:
             shared = storage_from_string(redis_url, socket_timeout=2, socket_connect_timeout=2, wrap_exceptions=True)
-            self.shared = SlidingWindowCounterRateLimiter(shared)
+            self.shared = MovingWindowRateLimiter(shared)
+        self._next_drop = 0.0
+        self._dropping = threading.Lock()
+
+    def _drop_idle(self) -> None:
+        """Once a window, forget the identities whose every timestamp has expired: MemoryStorage trims expired
+        timestamps but keeps each key it has seen (with an empty list) for good, so many addresses would grow it."""
+        now = time.time()
+        if now < self._next_drop or not self._dropping.acquire(blocking=False):
+            return
+        try:
+            self._next_drop = now + self.item.get_expiry()
+            events, locks = self.storage.events, self.storage.locks
+            for key in list(events):
+                with locks[key]:
+                    entries = events.get(key)
+                    if not entries or entries[0].expiry <= now:  # the newest first: all of them are over
+                        events.pop(key, None)
+                locks.pop(key, None)
+        finally:
+            self._dropping.release()
 
     def take(self, identity: str, cost: int = 1) -> float:
         """0 when `cost` requests may pass now (and they are counted), else the seconds until one may."""
+        self._drop_idle()
         limiter = self.shared or self.memory
         try:
             allowed = limiter.hit(self.item, identity, cost=cost)

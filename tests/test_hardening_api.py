@@ -241,13 +241,14 @@ def test_counters_expire_so_memory_stays_bounded() -> None:
     limiter = RequestLimiter(5, window_seconds=1)
     for i in range(1000):
         limiter.take(f"caller-{i}")
-    assert len(limiter.storage.storage) >= 1000
+    assert len(limiter.storage.events) >= 1000
     deadline = time.monotonic() + 15
-    # the storage drops expired counters when it is next used; only the newcomer's remain
-    while [k for k in limiter.storage.storage if "caller-" in k]:
-        assert time.monotonic() < deadline, "counters must expire two windows after their last request"
+    # a window after their last request, the callers are forgotten when the limiter is next used
+    while [k for k in limiter.storage.events if "caller-" in k]:
+        assert time.monotonic() < deadline, "timestamps must expire a window after their request"
         time.sleep(0.2)
         limiter.take("newcomer")
+    assert [k for k in limiter.storage.events if "newcomer" in k] and not limiter.storage.storage
 
 
 def _redis_url() -> str | None:
