@@ -138,9 +138,10 @@ def load_timed_lyrics(song: Song, transcriber: Transcriber | None = None, *,
     """The lyrics and where their timing comes from: "lrc word tags", "lrc lines (words by syllables)",
     "transcription" or "none".
 
-    An `.lrc` with enhanced word tags is used as written (the artist's own times). One that times only lines
-    gives way to a transcriber's word times when words are wanted (the karaoke) and a transcriber is set. An
-    `.lrc` without any time tags (plain lyrics) tells nothing about timing, so it counts as absent.
+    Best first when words are wanted (the karaoke) and a transcriber is set: its word times, heard in the audio
+    itself; then the `.lrc`'s enhanced word tags; then its line times with the words spread by syllables. For
+    lines alone the `.lrc` is enough and no transcription is paid for. An `.lrc` without any time tags (plain
+    lyrics) tells nothing about timing, so it counts as absent.
     """
     lines: list[LyricLine] = []
     tagged = False
@@ -148,13 +149,14 @@ def load_timed_lyrics(song: Song, transcriber: Transcriber | None = None, *,
         with open(song.lrc_path, "rb") as f:  # at most the cap: an endless or huge file must not fill memory
             text = f.read(MAX_LRC_BYTES).decode("utf-8-sig", errors="replace")
         lines, tagged = parse_lrc(text), bool(_WORD_TAG.search(text))
-    if lines and (tagged or not words_wanted or transcriber is None):
-        return lines, "lrc word tags" if tagged else "lrc lines (words by syllables)"
+    from_file = "lrc word tags" if tagged else "lrc lines (words by syllables)"
+    if lines and (not words_wanted or transcriber is None):
+        return lines, from_file
     if transcriber is not None:
         heard = sorted(transcriber.transcribe(Path(song.path)), key=lambda line: line.start)
         if heard:
             return heard, "transcription"
-    return lines, ("lrc lines (words by syllables)" if lines else "none")
+    return lines, (from_file if lines else "none")
 
 
 def _clip_words(words: Iterable[Word], start: float, end: float) -> tuple[Word, ...]:

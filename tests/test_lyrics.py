@@ -14,6 +14,7 @@ from pipeline.lyrics import (
     SYLLABLE_SECONDS,
     lines_in_window,
     load_lyrics,
+    load_timed_lyrics,
     parse_lrc,
     syllables,
 )
@@ -172,6 +173,41 @@ def test_an_lrc_without_times_counts_as_none(tmp_path: Path, song_file: Path):
     transcriber = LoudnessTranscriber()
     lines = load_lyrics(Song(slug="song", title="Song", path=song_file, lrc_path=plain), transcriber)
     assert [line.text for line in lines] == ["la la"]
+
+
+ENHANCED = "[00:01.00]<00:01.00>from <00:01.40>the <00:01.60>file\n"
+
+
+def test_for_the_karaoke_a_transcription_s_word_times_come_before_the_files_tags(tmp_path: Path, song_file: Path):
+    """Issue 16's order, best first: a transcriber's word times (heard in the audio), then the file's word tags."""
+    lrc = tmp_path / "song.lrc"
+    lrc.write_text(ENHANCED, encoding="utf-8")
+    song = Song(slug="song", title="Song", path=song_file, lrc_path=lrc)
+    transcriber = LoudnessTranscriber()
+    lines, source = load_timed_lyrics(song, transcriber, words_wanted=True)
+    assert source == "transcription" and transcriber.heard == [song_file]
+    assert [w.text for w in lines[0].words] == ["la", "la"]
+    assert lines[0].words[0].start == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_files_word_tags_serve_without_a_transcriber_or_when_it_hears_nothing(tmp_path: Path):
+    silent = tmp_path / "silent.wav"
+    ffmpeg_make("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "3", str(silent))
+    lrc = tmp_path / "silent.lrc"
+    lrc.write_text(ENHANCED, encoding="utf-8")
+    song = Song(slug="silent", title="Silent", path=silent, lrc_path=lrc)
+    for transcriber in (None, LoudnessTranscriber()):
+        lines, source = load_timed_lyrics(song, transcriber, words_wanted=True)
+        assert source == "lrc word tags"
+        assert [(w.text, w.start) for w in lines[0].words] == [("from", 1.0), ("the", 1.4), ("file", 1.6)]
+
+
+def test_lines_alone_need_no_transcription(tmp_path: Path, song_file: Path):
+    lrc = tmp_path / "song.lrc"
+    lrc.write_text(ENHANCED, encoding="utf-8")
+    transcriber = LoudnessTranscriber()
+    lines, source = load_timed_lyrics(Song(slug="song", title="Song", path=song_file, lrc_path=lrc), transcriber)
+    assert source == "lrc word tags" and transcriber.heard == [] and lines[0].text == "from the file"
 
 
 def test_no_lrc_and_no_transcriber_means_no_lyrics(tmp_path: Path, song_file: Path):
