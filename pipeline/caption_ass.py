@@ -21,6 +21,7 @@ SAFE_TOP = 0.12
 SAFE_BOTTOM = 0.20
 SAFE_LEFT = 0.05
 SAFE_RIGHT = 0.15
+LIBASS_SLACK = 0.02  # of the frame's width: how much wider libass sets a line than Pillow measures it
 MAX_EDGE_LINES = 3  # more lines than this at the top or bottom move the caption to the centre
 LINE_SPACING = 1.12  # line advance as a share of the font size (libass' default line height is close to this)
 FALLBACK_FONT = "DejaVuSans-Bold.ttf"  # wide Unicode coverage (Arabic, Hebrew, Cyrillic, Greek, symbols)
@@ -209,7 +210,10 @@ def layout_caption(text: str, style: CaptionStyle, *, width: int, height: int) -
     scale = height / 1280
     biggest = max(8, round(style.max_font_size * scale))
     smallest = max(8, min(biggest, round(style.min_font_size * scale)))
-    safe_width = width * (1 - SAFE_LEFT - SAFE_RIGHT)
+    # The ink must fit, not only the glyphs: the outline and shadow reach past them on both sides, and libass sets
+    # a line a little wider than Pillow measures it (hinting): a word cut to the measured width overflowed by 8 px.
+    outline = max(1.0, style.outline * scale)
+    safe_width = width * (1 - SAFE_LEFT - SAFE_RIGHT) - 2 * (outline * 1.5) - width * LIBASS_SLACK
     safe_height = height * (1 - SAFE_TOP - SAFE_BOTTOM)
 
     def lines_at(size: int) -> list[str]:

@@ -120,7 +120,7 @@ def test_rendered_caption_stays_in_the_safe_zone(text: str, tmp_path: Path) -> N
 
 
 def test_measured_width_matches_libass(tmp_path: Path) -> None:
-    text = "measure me honestly"
+    text = "measure me right"
     layout = layout_caption(text, STYLE, width=720, height=1280)
     frame = render_ass(build_ass(text, STYLE, width=720, height=1280, duration=3.0), tmp_path, 720, 1280)
     x0, _, x1, _ = text_box(frame)
