@@ -40,11 +40,11 @@ from pipeline.models import (
     StyledImage,
 )
 from pipeline.plan_motion import plan_motion
+from pipeline.providers.audio_cuts import cut_clip_audio
 from pipeline.providers.base import wants_audio_clip
 from pipeline.providers.local import LocalImageMaker
 from pipeline.providers.pricing import run_cost
 from pipeline.providers.registry import Providers, providers_from_settings
-from pipeline.providers.remote import cut_clip_audio
 from pipeline.providers.step_hooks import StepHooks, lend
 from pipeline.render import Encoding, RenderJob, RenderResult, render
 from pipeline.settings import FONTS_DIR, Settings

@@ -24,7 +24,6 @@ from huey.exceptions import TaskTimeout
 
 from pipeline.errors import Cancelled, ProviderError, StudioError
 from pipeline.models import RunPlan
-from pipeline.providers.waits import run_cancel_check
 from pipeline.settings import Settings, get_settings
 from taskqueue.background import BackgroundLoop
 from taskqueue.housekeeping import tidy
@@ -380,7 +379,6 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
     progress = ProgressWriter(store, run_id, settings.progress_interval_seconds)
     monitor = RunMonitor(store, run_id, worker, heartbeat_seconds=settings.heartbeat_seconds,
                          timeout_seconds=settings.run_timeout_seconds).start()
-    cancel_check = run_cancel_check.set(monitor.should_stop)  # remote waits of this thread stop on it
     log.info("run %s: attempt %d on %s", run_id, run.attempts, worker)
     try:
         plan = build_plan(run, settings)
@@ -403,7 +401,6 @@ def _execute_claimed(run_id: str, worker: str, settings: Settings, store: RunSto
             store.fail(run_id, outcome.status, outcome.stage, outcome.message, progress.close())
         return outcome.status
     finally:
-        run_cancel_check.reset(cancel_check)
         runs_in_flight.pop(run_id, None)
         monitor.stop()
         _announce_current_run()

@@ -6,31 +6,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pipeline.settings import PROJECT_ROOT
 from taskqueue.__main__ import DEMO_ARTIST_ID
-from tests.conftest import missing_tool
+from tests.browser import chromium, require_chromium
 from tests.servers import Studio, running_studio, studio_env
 from tests.test_accounts import PASSWORD, Person, make_person, own_artist
-from tests.test_ui_browser import CHROMIUM, wait_for_app
+from tests.test_ui_browser import wait_for_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-try:
-    import playwright.sync_api as playwright_sync
-except ImportError:  # pragma: no cover - depends on the machine
-    missing_tool("playwright is not installed")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "accounts"  # not ui/: test_ui_browser empties that one
 PAGES = ("/", "/runs", "/gallery", "/artists", "/templates", "/developers")
 
 
 @pytest.fixture(scope="module")
 def signed_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, Person, Person, str]]:
-    if not Path(CHROMIUM).exists():
-        missing_tool("Debian chromium is not installed (make system-deps)")
+    require_chromium()
     root = tmp_path_factory.mktemp("accounts-browser")
     env = studio_env(root / "data", 0, AUTH="required")
     a, b = make_person(env, "a@example.com"), make_person(env, "b@example.com")
@@ -41,11 +35,8 @@ def signed_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stu
 
 @pytest.fixture(scope="module")
 def browser(signed_world) -> Iterator:  # noqa: ANN001 - the fixture above
-    with playwright_sync.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--headless", "--disable-background-networking", "--disable-gpu"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def screenshot(page, name: str) -> None:  # noqa: ANN001

@@ -7,28 +7,19 @@ then waits for the operations to be drawn.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import missing_tool
+from tests.browser import chromium, require_chromium
 from tests.servers import Studio, running_studio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-
-try:
-    import playwright.sync_api as playwright_sync
-except ImportError:  # pragma: no cover - depends on the machine
-    missing_tool("playwright is not installed")
-
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    if not Path(CHROMIUM).exists():
-        missing_tool("Debian chromium is not installed (make system-deps)")
+    require_chromium()
     with running_studio(tmp_path_factory.mktemp("docs-offline"), worker=False) as running:
         yield running
 
@@ -46,15 +37,12 @@ def offline_page(studio: Studio) -> Iterator[tuple]:
             cut_off.append(r.request.url)
             r.abort("internetdisconnected")
 
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--headless", "--disable-background-networking", "--disable-gpu"])
+    with chromium() as browser:
         context = browser.new_context()
         context.route("**/*", route)
         page = context.new_page()
         page.set_default_timeout(30_000)
         yield page, cut_off
-        browser.close()
 
 
 def test_swagger_ui_lists_the_operations_offline(studio: Studio, offline_page: tuple) -> None:

@@ -16,6 +16,7 @@ from pipeline.edit.plan_edit import EditInputs, plan_edit
 from pipeline.edit.text_layout import (
     CAP_HEIGHT_FLOOR,
     MAX_CAPTION_LINES,
+    TEXT_GAP,
     cap_ratio,
     floor_em,
     layout_text,
@@ -96,6 +97,13 @@ def test_the_face_box_follows_the_camera() -> None:
     assert box.w == pytest.approx(200 * 500 / win_w, abs=2) and box.h == pytest.approx(220 * 900 / win_h, abs=2)
 
 
+def gap_between(a: Box, b: Box) -> int:
+    """Pixels of clear space between two boxes that do not overlap (vertical when they share columns)."""
+    if a.x < b.right and b.x < a.right:
+        return max(b.y - a.bottom, a.y - b.bottom)
+    return max(b.x - a.right, a.x - b.right)
+
+
 @pytest.mark.parametrize("aspect", ASPECT_RATIOS)
 @pytest.mark.parametrize("font", [INTER, BEBAS], ids=["inter", "bebas"])
 def test_text_is_clear_of_face_and_ui_and_never_below_the_floor(aspect: str, font) -> None:
@@ -113,6 +121,8 @@ def test_text_is_clear_of_face_and_ui_and_never_below_the_floor(aspect: str, fon
         assert area.box.bottom <= safe.bottom
         assert area.em * cap_ratio(font) >= CAP_HEIGHT_FLOOR * min(width, height) / 720 - 0.5
     assert not layout.caption.box.overlaps(layout.lyrics.box)
+    assert gap_between(layout.caption.box, layout.lyrics.box) >= round(TEXT_GAP * layout.lyrics.em), \
+        "caption and lyrics are two blocks, with air between them"
     measure = measurer(font, layout.caption.em)
     assert len(layout.caption_pages) >= 2 and all(len(p) <= MAX_CAPTION_LINES for p in layout.caption_pages)
     assert all(measure(line) <= layout.caption.box.w for page in layout.caption_pages for line in page)

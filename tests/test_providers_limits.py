@@ -16,7 +16,7 @@ from pipeline.providers.clip_segments import plan_segments
 from pipeline.providers.fal_provider import FalQueue, FalVideoMaker
 from pipeline.providers.openai_provider import OpenAIImageMaker
 from pipeline.providers.results import data_uri
-from pipeline.providers.waits import run_cancel_check
+from pipeline.providers.step_hooks import StepHooks, lend, no_progress
 from pipeline.templates import load_template
 from tests.fake_remote import FakeRemote, make_still, remote_settings
 from tests.media import make_tone
@@ -105,13 +105,10 @@ def test_shorten_instead_of_pieces(tmp_path: Path, fake: FakeRemote) -> None:
 def test_a_cancel_while_waiting_cancels_the_job_at_fal(tmp_path: Path, fake: FakeRemote) -> None:
     fake.latency["video"] = 30.0
     cancel_at = time.monotonic() + 0.5
-    token = run_cancel_check.set(lambda: time.monotonic() >= cancel_at)
-    try:
-        with pytest.raises(Cancelled):
-            FalVideoMaker(remote_settings(tmp_path, fake, provider_poll_seconds=0.1)).make(
-                still(tmp_path), "p", duration=4.0, audio_clip=None, out_path=tmp_path / "a.mp4")
-    finally:
-        run_cancel_check.reset(token)
+    with lend(StepHooks(progress=no_progress, cancelled=lambda: time.monotonic() >= cancel_at)), \
+            pytest.raises(Cancelled):
+        FalVideoMaker(remote_settings(tmp_path, fake, provider_poll_seconds=0.1)).make(
+            still(tmp_path), "p", duration=4.0, audio_clip=None, out_path=tmp_path / "a.mp4")
     assert time.monotonic() - cancel_at < 3
     submit, = fake.hits("fal_submit")
     assert len(fake.cancelled) == 1 and fake.hits("fal_cancel") and not fake.hits("fal_result")

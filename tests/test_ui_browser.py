@@ -16,37 +16,28 @@ import pytest
 
 from pipeline.ffmpeg import probe
 from pipeline.settings import PROJECT_ROOT
-from tests.conftest import missing_tool
+from tests.browser import chromium, require_chromium
 from tests.servers import FAST_RENDER_ENV, Studio, running_studio
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 RUNS_TIMEOUT_S = 150
 
-try:
-    import playwright.sync_api as playwright_sync
-except ImportError:  # pragma: no cover - depends on the machine
-    missing_tool("playwright is not installed")
 
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
-    if not Path(CHROMIUM).exists():
-        missing_tool("Debian chromium is not installed (make system-deps)")
+    require_chromium()
     with running_studio(tmp_path_factory.mktemp("ui-browser"), **FAST_RENDER_ENV) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def browser(studio: Studio) -> Iterator:
-    with playwright_sync.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--headless", "--disable-background-networking", "--disable-gpu"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def wait_for_app(page, text: str, timeout: float = 60_000) -> None:

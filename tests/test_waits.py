@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.errors import Cancelled
 from pipeline.providers import waits
-from pipeline.providers.waits import CpuSlots, remote_wait, run_cancel_check, wait_cancellable
+from pipeline.providers.step_hooks import StepHooks, lend, no_progress
+from pipeline.providers.waits import CpuSlots, remote_wait, wait_cancellable
 
 
 def test_a_remote_wait_gives_the_slot_to_another_run_and_takes_it_back(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,12 +73,9 @@ def test_in_flight_requests_per_service_are_bounded() -> None:
 
 def test_a_blocking_request_is_left_behind_when_the_run_is_cancelled() -> None:
     cancel_at = time.monotonic() + 0.3
-    token = run_cancel_check.set(lambda: time.monotonic() >= cancel_at)
-    try:
+    with lend(StepHooks(progress=no_progress, cancelled=lambda: time.monotonic() >= cancel_at)):
         start = time.monotonic()
         with pytest.raises(Cancelled):
             wait_cancellable(lambda: time.sleep(30))
         assert time.monotonic() - start < 2
-    finally:
-        run_cancel_check.reset(token)
     assert wait_cancellable(lambda: 7) == 7

@@ -22,6 +22,7 @@ LINE_ADVANCE = 1.22  # line spacing as a share of the em
 FACE_MARGIN = 0.03  # of the shorter side, kept clear around the face
 MAX_CAPTION_LINES = 3  # on one screen
 MAX_LYRIC_LINES = 2
+TEXT_GAP = 0.5  # of the lyrics' em, kept between the lyrics and the caption: two blocks, not one run of text
 MAX_PAGES = 3  # a caption longer than this many screens at the floor is shown in more (rare: long + big face)
 
 
@@ -182,7 +183,9 @@ def _lyrics_in(regions: list[Box], em: int, safe: Box, guard: Box | None,
     for n, region in enumerate(regions):
         if region.h >= need and region.w >= min(safe.w, 8 * em):
             below_face = guard is not None and region.y >= guard.bottom
-            box, rest = _take(region, need, from_top=below_face or guard is None)
+            from_top = below_face or guard is None
+            box, rest = _take(region, need, from_top=from_top)
+            _, rest = _take(rest, min(rest.h, round(TEXT_GAP * em)), from_top=from_top)  # the gap to the caption
             left = [*regions[:n], rest, *regions[n + 1:]] if rest.h > 0 else [*regions[:n], *regions[n + 1:]]
             return TextArea(box=box, em=em, lines=MAX_LYRIC_LINES), _order(left, placement, guard)
     return None, regions

@@ -36,6 +36,7 @@ from pipeline.providers.results import (
     data_uri,
     fit_still,
     styled_from_file,
+    upscaled_still,
 )
 from pipeline.providers.transcripts import TranscriptCache, lines_from_words
 from pipeline.settings import Settings
@@ -185,11 +186,7 @@ class FalUpscaler:
         small.unlink(missing_ok=True)
         raw = out_path.with_name(out_path.stem + ".model.img")
         self.downloader.download(media_url(self.name, result, "image"), raw, self.name)
-        check_image(raw, self.name)
-        fit_still(raw, out_path, image.width, image.height)
-        raw.unlink(missing_ok=True)
-        return StyledImage(path=out_path, width=image.width, height=image.height, face=image.face,
-                           provider=f"{image.provider}, upscaled by {self.name}")
+        return upscaled_still(raw, out_path, image, self.name)
 
     def upscale_video(self, video: Path, out_path: Path) -> Path:
         model = self.settings.fal_upscale_video_model

@@ -96,6 +96,15 @@ def fit_still(src: Path, out_path: Path, width: int, height: int) -> None:
     fitted.save(out_path, "JPEG", quality=92)
 
 
+def upscaled_still(raw: Path, out_path: Path, image: StyledImage, label: str) -> StyledImage:
+    """A model's upscale of `image`, checked, fitted to the frame and recorded as the image's upscale (`raw` goes)."""
+    check_image(raw, label)
+    fit_still(raw, out_path, image.width, image.height)
+    raw.unlink(missing_ok=True)
+    return StyledImage(path=out_path, width=image.width, height=image.height, face=image.face,
+                       provider=f"{image.provider}, upscaled by {label}")
+
+
 def styled_from_file(path: Path, width: int, height: int, provider: str) -> StyledImage:
     """A still made elsewhere, with its face found here (the camera motion aims at it)."""
     from pipeline.detect_face import detect_face

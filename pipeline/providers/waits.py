@@ -11,21 +11,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pipeline.errors import Cancelled
+from pipeline.providers.step_hooks import cancel_requested
 
 T = TypeVar("T")
 WAIT_STEP_SECONDS = 0.2  # how often a run waiting for a slot or a permit looks at its cancel flag
 
-# The running run's cancel check (the run's monitor: owner's cancel, deadline, shutdown), set by the worker.
-run_cancel_check: ContextVar[Callable[[], bool]] = ContextVar("run_cancel_check", default=lambda: False)
-
 
 def check_cancel() -> None:
     """Raise Cancelled when the running run was cancelled, timed out or the worker is stopping."""
-    if run_cancel_check.get()():
+    if cancel_requested():
         raise Cancelled("The run was cancelled")
 
 

@@ -26,7 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from pipeline.errors import Cancelled, FetchError, ProviderError
 from pipeline.fetch import Fetcher, limits_from_settings
-from pipeline.providers.remote import Retryable, RetryPolicy, call_with_retries, malformed, raise_for_status
+from pipeline.providers.http_retries import Retryable, RetryPolicy, call_with_retries, malformed, raise_for_status
 from pipeline.providers.step_hooks import StepHooks
 from pipeline.settings import Settings
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from pipeline.models import StyledImage
 from pipeline.providers.comfyui.client import ComfyUIClient
 from pipeline.providers.comfyui.run import IMAGE_SUFFIXES, execute, fetch_output, load_step_workflows
-from pipeline.providers.remote import check_image, fit_still, image_prompt, styled_from_file
+from pipeline.providers.prompts import image_prompt
+from pipeline.providers.results import check_image, fit_still, styled_from_file
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:

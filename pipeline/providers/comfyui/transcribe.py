@@ -16,7 +16,8 @@ from pipeline.models import LyricLine, Word
 from pipeline.providers.audio_cuts import compacted_upload
 from pipeline.providers.comfyui.client import ComfyUIClient
 from pipeline.providers.comfyui.run import execute, fetch_text, load_step_workflows
-from pipeline.providers.remote import TranscriptCache, lines_from_words, malformed
+from pipeline.providers.http_retries import malformed
+from pipeline.providers.transcripts import TranscriptCache, lines_from_words
 from pipeline.settings import Settings
 
 SRT_TIME = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{1,3})")

@@ -10,7 +10,7 @@ from PIL import Image
 from pipeline.models import StyledImage
 from pipeline.providers.comfyui.client import ComfyUIClient
 from pipeline.providers.comfyui.run import IMAGE_SUFFIXES, VIDEO_SUFFIXES, execute, fetch_output, load_step_workflows
-from pipeline.providers.remote import check_image, check_video, fit_still
+from pipeline.providers.results import check_video, upscaled_still
 from pipeline.settings import Settings
 
 
@@ -43,11 +43,7 @@ class ComfyUIUpscaler:
             small.unlink(missing_ok=True)
         raw = out_path.with_name(out_path.stem + ".model.img")
         fetch_output(self.client, workflow, entry, IMAGE_SUFFIXES, raw)
-        check_image(raw, self.name)
-        fit_still(raw, out_path, image.width, image.height)
-        raw.unlink(missing_ok=True)
-        return StyledImage(path=out_path, width=image.width, height=image.height, face=image.face,
-                           provider=f"{image.provider}, upscaled by {self.name}")
+        return upscaled_still(raw, out_path, image, self.name)
 
     def upscale_video(self, video: Path, out_path: Path) -> Path:
         workflow = self.workflows["upscale_video"]

@@ -12,7 +12,7 @@ from pipeline.models import StyledImage
 from pipeline.providers.comfyui.client import ComfyUIClient
 from pipeline.providers.comfyui.image import NEGATIVE_PROMPT, SIZE_STEP
 from pipeline.providers.comfyui.run import VIDEO_SUFFIXES, execute, fetch_output, load_step_workflows
-from pipeline.providers.remote import check_video
+from pipeline.providers.results import check_video
 from pipeline.settings import Settings
 
 
