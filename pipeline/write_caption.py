@@ -260,18 +260,24 @@ def _phrase(line: str, max_words: int, rng: random.Random) -> str:
     return rng.choice(fitting) if fitting else _first_words(line, max_words)
 
 
-def _fragment(line: str, max_words: int, rng: random.Random) -> str:
+def _bare(word: str) -> str:
+    return word.lower().strip(",.!?'\"()")
+
+
+def _fragment(line: str, max_words: int, rng: random.Random, besides: str = "") -> str:
     """A phrase of the line: any run of 2..max_words words inside one clause that does not end on a small word
-    ("from", "the") and is not only small words; the whole clause when none is."""
+    ("from", "the"), is not only small words, and says more than `besides` (the title it is quoted next to:
+    '"bus home" (Late Bus Home)' says the title twice); the whole clause when none is."""
     clauses = [c.strip() for c in re.split(r"[,;:]", line) if count_words(c.strip()) >= 2] or [line]
+    named = {_bare(w) for w in besides.split()}
     windows: list[str] = []
     for clause in clauses:
         words = clause.split()
         for size in range(min(2, len(words)), min(len(words), max_words) + 1):
             for start in range(len(words) - size + 1):
                 run = words[start:start + size]
-                if run[-1].lower().strip(",.!?") not in _STOPWORDS and any(
-                        w.lower().strip(",.!?'") not in _STOPWORDS for w in run):
+                content = {_bare(w) for w in run} - _STOPWORDS
+                if _bare(run[-1]) not in _STOPWORDS and content and not content <= named:
                     windows.append(" ".join(run))
     return rng.choice(windows) if windows else _first_words(rng.choice(clauses), max_words)
 
@@ -345,7 +351,8 @@ def _fill(frame: str, m: _Material, rng: random.Random, *, max_line_words: int, 
             values["line"] = rng.choice(clauses)
         # a short caption's phrase takes the words its frame leaves of the ten, so no length is favoured later
         room = 10 - count_words(frame.replace("{frag}", "").replace("{title}", m.title).replace("{artist}", m.artist))
-        values["frag"] = _fragment(line, max(2, min(max_line_words, room)), rng)
+        values["frag"] = _fragment(line, max(2, min(max_line_words, room)), rng,
+                                   besides=m.title if "{title}" in frame else "")
     if "{kw}" in frame:
         if not m.keywords:
             return None

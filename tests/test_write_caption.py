@@ -225,3 +225,18 @@ def test_thirty_seeds_sound_like_a_person(template_id: str, length: str) -> None
         for s in sentences(c):
             assert not LABEL.match(s.strip(" .!")), f"label-like sentence {s!r} in {c!r}"
         assert "feeling " + ctx.mood not in c.lower(), c
+
+
+@pytest.mark.parametrize("template_id", TEMPLATE_IDS)
+def test_a_quote_next_to_the_title_says_more_than_the_title(template_id: str) -> None:
+    """'Stuck on "bus home" (Late Bus Home) tonight.' (the editorial contact sheet) said the title twice: a quote
+    set beside the title must carry words of the lyric the title does not have."""
+    ctx = context(load_template(template_id), lines=("Take the late bus home, take the long way round",))
+    title_words = {w.lower() for w in ctx.song_title.split()}
+    for seed in range(40):
+        caption = write_caption(ctx, "short", random.Random(seed))
+        if ctx.song_title.lower() not in re.sub(r'"[^"]*"', "", caption).lower():
+            continue  # the title is not named beside the quote
+        for quote in re.findall(r'"([^"]+)"', caption):
+            words = {w.lower().strip(",.!?'") for w in quote.split()} - {"the", "a", "take", "and"}
+            assert words - title_words, f"seed {seed}: {caption!r} quotes only the title"
