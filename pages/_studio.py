@@ -298,6 +298,18 @@ def poster_path(settings: Settings, run: Run) -> Path:
     return run_file(settings, run, "poster.jpg")
 
 
+def download_url(settings: Settings, run: Run, name: str) -> str:
+    """A signed, expiring link to one of the run's files on the API's files route, which server.py serves beside
+    the UI (same origin). The browser fetches it as any download, streamed and with ranges, instead of Streamlit
+    reading the whole file into the session on the click (its deferred download sometimes brought nothing on
+    a loaded machine). The pages only link runs their viewer may see."""
+    from api.context import UrlSigner
+    from api.shapes import file_url
+    from taskqueue.keys import signing_secret
+
+    return file_url("/api", UrlSigner(signing_secret(settings), settings.signed_url_seconds), run.id, name)
+
+
 # --- estimates ----------------------------------------------------------------------------------
 
 

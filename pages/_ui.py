@@ -59,6 +59,13 @@ CSS = """
   @media (min-width: 900px) { .st-key-create_summary { position: sticky; top: 4.5rem; } }
   [data-testid="stCaptionContainer"] { line-height: 1.45; }
   [data-testid="stVerticalBlockBorderWrapper"] { border-radius: 0.75rem; }
+  a.studio-download { display: inline-flex; align-items: center; gap: 0.35rem; padding: 0.3rem 0.8rem;
+    border: 1px solid rgba(250, 250, 250, 0.2); border-radius: 0.5rem; color: inherit !important;
+    text-decoration: none !important; font-size: 0.95rem; line-height: 1.6; white-space: nowrap; }
+  a.studio-download:hover { border-color: #FF4F7B; color: #FF4F7B !important; }
+  a.studio-download.wide { display: flex; justify-content: center; width: 100%; box-sizing: border-box; }
+  .studio-downloads { display: flex; gap: 0.5rem; flex-wrap: wrap; }
+  .studio-downloads.wide { flex-direction: column; }
   @media (max-width: 640px) {
     .block-container { padding-left: 1rem; padding-right: 1rem; padding-top: 3rem; }
     h1 { font-size: 1.6rem !important; }
@@ -69,6 +76,15 @@ CSS = """
 
 def inject_css() -> None:
     st.html(CSS)
+
+
+def download_links(links: list[tuple[str, str, str]], *, wide: bool = False) -> None:
+    """Downloads that look like the studio's buttons: plain links to the files, (label, url, file name) each
+    (see `download_url`), side by side, or one under the other across the column when `wide`."""
+    css = "studio-download wide" if wide else "studio-download"
+    anchors = "".join(f'<a class="{css}" href="{html.escape(url)}" download="{html.escape(name)}">'
+                      f'{html.escape(label)}</a>' for label, url, name in links)
+    st.html(f'<div class="studio-downloads{" wide" if wide else ""}">{anchors}</div>')
 
 
 def page_path(key: str) -> str:

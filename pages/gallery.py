@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _ui as ui
-from pages._studio import finished_videos, poster_path, video_path
+from pages._studio import download_url, finished_videos, poster_path, video_path
 from taskqueue.store import Run
 
 PAGE_SIZE = 12
@@ -24,15 +24,12 @@ def video_card(run: Run, names: dict[str, str]) -> None:
         st.caption(f":material/music_note: {audio.get('songTitle', 'Song')} · {ui.format_clip(audio)}  \n"
                    f":material/person: {names.get(run.artist_account_id, run.artist_slug)}  \n"
                    f":material/style: {ui.template_label(run.template)} · {ui.format_ago(run.finished_at)}")
-        with st.container(horizontal=True, gap="small"):
-            st.download_button("MP4", lambda: video_path(settings, run).read_bytes(), file_name=f"{run.id}.mp4",
-                               mime="video/mp4", icon=":material/download:", key=f"mp4_{run.id}")
-            if poster_path(settings, run).is_file():
-                st.download_button("Poster", lambda: poster_path(settings, run).read_bytes(),
-                                   file_name=f"{run.id}.jpg", mime="image/jpeg", icon=":material/image:",
-                                   key=f"poster_{run.id}")
-            st.page_link(ui.page_path("runs"), label="Details", query_params={"run": run.id},
-                         icon=":material/info:")
+        links = [("MP4", download_url(settings, run, "video.mp4"), f"{run.id}.mp4")]
+        if poster_path(settings, run).is_file():
+            links.append(("Poster", download_url(settings, run, "poster.jpg"), f"{run.id}.jpg"))
+        ui.download_links(links)
+        st.page_link(ui.page_path("runs"), label="Details", query_params={"run": run.id},
+                     icon=":material/info:")
 
 
 studio = ui.start_page()

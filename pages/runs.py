@@ -11,7 +11,7 @@ import time
 import streamlit as st
 
 from pages import _ui as ui
-from pages._studio import cancel, my_runs, poster_path, rerun, video_path
+from pages._studio import cancel, download_url, my_runs, poster_path, rerun, video_path
 from taskqueue.store import COMPLETED, Run
 
 REFRESH_SECONDS = 1.5
@@ -188,13 +188,11 @@ def run_detail(run_id: str) -> None:
                 v_col, d_col = st.columns([1, 1])
                 v_col.video(str(video_path(studio.settings, run)), width=300)
                 with d_col:
-                    st.download_button("Download MP4", lambda: video_path(studio.settings, run).read_bytes(),
-                                       file_name=f"{run.id}.mp4", mime="video/mp4", icon=":material/download:",
-                                       key=f"dl_{run.id}", width="stretch")
+                    links = [("Download MP4", download_url(studio.settings, run, "video.mp4"), f"{run.id}.mp4")]
                     if poster_path(studio.settings, run).is_file():
-                        st.download_button("Download poster", lambda: poster_path(studio.settings, run).read_bytes(),
-                                           file_name=f"{run.id}.jpg", mime="image/jpeg", icon=":material/image:",
-                                           key=f"dlp_{run.id}", width="stretch")
+                        links.append(("Download poster", download_url(studio.settings, run, "poster.jpg"),
+                                      f"{run.id}.jpg"))
+                    ui.download_links(links, wide=True)
             st.subheader("Timeline", anchor=False)
             rows = timeline_rows(run)
             if rows:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -240,7 +242,8 @@ def test_runs_page_lists_newest_first_with_progress_and_detail_actions(data_dir:
     timeline = at.table[0].value
     assert list(timeline["Step"]) == ["Finding the hook", "Rendering the video"]
     assert list(timeline["Time"]) == ["1.5 s", "2.5 s"]
-    assert {d.proto.label for d in at.get("download_button")} == {"Download MP4", "Download poster"}
+    assert {label for label, _ in downloads(at)} == {"Download MP4", "Download poster"}
+    assert all(signed_for(href, done) for _, href in downloads(at))
     at.button(key="rerun_run").click().run()
     again = [r for r in store.list_runs(owner) if r.id not in (done, running, queued)]
     assert len(again) == 1 and again[0].status == QUEUED and again[0].request["caption_length"] == "short"
@@ -261,6 +264,28 @@ def test_runs_page_lists_newest_first_with_progress_and_detail_actions(data_dir:
     assert "Failed while styling the image." in texts(app("runs", run=failed))
 
 
+def downloads(at: AppTest) -> list[tuple[str, str]]:
+    """(label, href) of each download link the page drew (pages/_ui.py download_link)."""
+    found = []
+    for element in at.get("html"):
+        for href, label in re.findall(r'class="studio-download[^"]*" href="([^"]+)" download="[^"]+">([^<]+)</a>',
+                                      element.proto.body):
+            found.append((html.unescape(label), html.unescape(href)))
+    return found
+
+
+def signed_for(href: str, run_id: str) -> bool:
+    """The link names one file of `run_id` on the API's files route with a token the API accepts."""
+    from api.context import UrlSigner
+    from taskqueue.keys import signing_secret
+
+    path, _, query = href.partition("?token=")
+    parts = path.split("/")  # "", "api", "files", run, name
+    settings = get_settings()
+    signer = UrlSigner(signing_secret(settings), settings.signed_url_seconds)
+    return parts[:4] == ["", "api", "files", run_id] and signer.verify(query, "run", run_id, parts[4])
+
+
 def test_gallery_shows_finished_videos_with_downloads_and_filters(data_dir: Path, store: RunStore) -> None:
     owner = local_account(data_dir, store)
     stage = make_run(store, owner)
@@ -271,8 +296,11 @@ def test_gallery_shows_finished_videos_with_downloads_and_filters(data_dir: Path
 
     at = app("gallery")
     assert len(at.get("video")) == 2
-    labels = [d.proto.label for d in at.get("download_button")]
+    links = downloads(at)
+    labels = [label for label, _ in links]
     assert labels.count("MP4") == 2 and labels.count("Poster") == 2
+    assert sorted(href.split("/")[3] for label, href in links if label == "MP4") == sorted([stage, plain])
+    assert all(signed_for(href, href.split("/")[3]) for _, href in links)
     at.selectbox(key="gallery_template").set_value("").run()  # malleable only
     assert len(at.get("video")) == 1 and "this one is for the late drives" in texts(at)
 
