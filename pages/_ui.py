@@ -13,7 +13,7 @@ from pages._studio import Studio, open_studio
 from pipeline.errors import StudioError
 from pipeline.models import Artist
 from pipeline.settings import get_settings
-from taskqueue.store import CANCELED, COMPLETED, CRASHED, EXECUTING, FAILED, QUEUED, TIMED_OUT, Run
+from taskqueue.store import CANCELED, COMPLETED, CRASHED, EXECUTING, EXPIRED, FAILED, QUEUED, TIMED_OUT, Run
 
 # key -> (script, title, icon); the order is the navigation's
 PAGES: dict[str, tuple[str, str, str]] = {
@@ -34,6 +34,7 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     CANCELED: ("Cancelled", "orange", ":material/cancel:"),
     CRASHED: ("Crashed", "red", ":material/report:"),
     TIMED_OUT: ("Timed out", "orange", ":material/timer_off:"),
+    EXPIRED: ("Expired", "gray", ":material/hourglass_disabled:"),  # made, then removed by OUTPUT_RETENTION_DAYS
 }
 
 STEP_LABELS: dict[str, str] = {

@@ -12,7 +12,7 @@ import streamlit as st
 
 from pages import _ui as ui
 from pages._studio import cancel, download_url, my_runs, poster_path, rerun, video_path
-from taskqueue.store import COMPLETED, Run
+from taskqueue.store import COMPLETED, EXPIRED, Run
 
 REFRESH_SECONDS = 1.5
 PAGE_SIZE = 20
@@ -65,13 +65,16 @@ def run_list() -> None:
         working = sum(r.status == "EXECUTING" for r in runs)
         waiting = sum(r.status == "QUEUED" for r in runs)
         done = sum(r.status == COMPLETED for r in runs)
-        failed = sum(r.is_final and r.status != COMPLETED for r in runs)
+        expired = sum(r.status == EXPIRED for r in runs)  # they were made: not among the ones that stopped
+        failed = sum(r.is_final and r.status not in (COMPLETED, EXPIRED) for r in runs)
         with st.container(horizontal=True, gap="medium"):
             st.badge(f"{working} running", color="blue", icon=":material/autorenew:")
             st.badge(f"{waiting} queued", color="gray", icon=":material/schedule:")
             st.badge(f"{done} completed", color="green", icon=":material/check_circle:")
             if failed:
                 st.badge(f"{failed} stopped", color="red", icon=":material/error:")
+            if expired:
+                st.badge(f"{expired} expired", color="gray", icon=":material/hourglass_disabled:")
         pages = max(1, -(-len(runs) // PAGE_SIZE))
         page = st.session_state.get("runs_page", 1) if pages > 1 else 1
         for run in runs[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]:

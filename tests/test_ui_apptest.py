@@ -264,6 +264,18 @@ def test_runs_page_lists_newest_first_with_progress_and_detail_actions(data_dir:
     assert "Failed while styling the image." in texts(app("runs", run=failed))
 
 
+def test_expired_runs_are_counted_as_expired_not_as_stopped(data_dir: Path, store: RunStore) -> None:
+    owner = local_account(data_dir, store)
+    kept, gone, broken = make_run(store, owner), make_run(store, owner), make_run(store, owner)
+    complete(store, data_dir, kept)
+    complete(store, data_dir, gone)
+    assert store.expire(gone, "Removed after OUTPUT_RETENTION_DAYS")
+    store.fail(broken, "FAILED", "image", "The face guide could not be read")
+    page = texts(app("runs"))
+    assert "1 completed" in page and "1 stopped" in page and "1 expired" in page, page
+    assert "Expired" in texts(app("runs", run=gone))  # its own badge, not a bare status code
+
+
 def downloads(at: AppTest) -> list[tuple[str, str]]:
     """(label, href) of each download link the page drew (pages/_ui.py download_link)."""
     found = []
