@@ -37,18 +37,23 @@ TRUE_PEAK_DB = -1.5  # the limiter's ceiling after the loudness gain
 MAX_GAIN_DB = 40.0  # a near-silent clip is lifted this much at most (what is quieter is treated as silence)
 
 
+_DEFAULTS = Settings.model_fields
+
+
 @dataclass(frozen=True)
 class Encoding:
     """How a video is encoded: the frame rate, the encoders and their settings, the loudness, the ffmpeg to run.
-    Made once from the settings (`from_settings`); a render job holds it whole."""
+    Made once from the settings (`from_settings`); a render job holds it whole. The defaults are the settings'
+    (one place for them), except that one built by hand (tests, tools) encodes with plain x264: no tuned
+    parameters and no probe for a hardware encoder."""
 
-    fps: int = 30
-    x264_preset: str = "veryfast"
-    crf: int = 20
+    fps: int = _DEFAULTS["fps"].default
+    x264_preset: str = _DEFAULTS["x264_preset"].default
+    crf: int = _DEFAULTS["x264_crf"].default
     x264_params: str = ""
     video_encoder: EncoderChoice = "libx264"
-    audio_bitrate: str = "160k"
-    loudness_lufs: float = -14.0
+    audio_bitrate: str = _DEFAULTS["audio_bitrate"].default
+    loudness_lufs: float = _DEFAULTS["loudness_lufs"].default
     ffmpeg: str | None = None
 
     @classmethod
