@@ -27,7 +27,7 @@ from api.routers import accounts, artists, content, files, health, runs
 from api.shapes import VERSION
 from pipeline.settings import Settings, get_settings
 from taskqueue.background import BackgroundLoop
-from taskqueue.keys import account_for_key, signing_secret
+from taskqueue.keys import account_for_key
 from taskqueue.storage import make_storage
 from taskqueue.store import Run, RunStore
 from taskqueue.trigger import EnqueueMany
@@ -61,7 +61,7 @@ def create_api(
         store=store or RunStore.for_settings(settings),
         enqueue=enqueue,
         cancel=cancel,
-        signer=UrlSigner(signing_secret(settings), settings.signed_url_seconds),
+        signer=UrlSigner.for_settings(settings),
         storage=make_storage(settings),
     )
     # Swagger UI and ReDoc from assets this server serves (fastapi-offline ships them): the docs work offline

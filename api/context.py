@@ -24,6 +24,13 @@ class UrlSigner:
         self.serializer = URLSafeTimedSerializer(secret, salt="studio-files")
         self.max_age = max_age_seconds
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> UrlSigner:
+        """The install's signer: SECRET_KEY (or the generated one) and SIGNED_URL_SECONDS."""
+        from taskqueue.keys import signing_secret
+
+        return cls(signing_secret(settings), settings.signed_url_seconds)
+
     def sign(self, *parts: str) -> str:
         return self.serializer.dumps(list(parts))
 

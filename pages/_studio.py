@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from taskqueue.storage import LocalStorage, Storage, make_storage
 from taskqueue.store import COMPLETED, Run, RunStore
 
 if TYPE_CHECKING:
+    from api.context import UrlSigner
     from taskqueue.trigger import EnqueueMany
 
 MAX_BATCH = 30
@@ -43,6 +45,13 @@ class Studio:
     cancel: Callable[[RunStore, str, str | None], Run | None]
     viewer: Viewer | None = None  # what the owner may see; None: the local admin
     email: str | None = None  # the signed-in user's; None without sign-in
+
+    @cached_property
+    def signer(self) -> UrlSigner:
+        """Signs the pages' download links (the secret read once per page run, not once per link)."""
+        from api.context import UrlSigner
+
+        return UrlSigner.for_settings(self.settings)
 
     def for_viewer(self, viewer: Viewer, email: str | None) -> Studio:
         return replace(self, owner=viewer.account, viewer=viewer, email=email)
@@ -298,16 +307,14 @@ def poster_path(settings: Settings, run: Run) -> Path:
     return run_file(settings, run, "poster.jpg")
 
 
-def download_url(settings: Settings, run: Run, name: str) -> str:
+def download_url(studio: Studio, run: Run, name: str) -> str:
     """A signed, expiring link to one of the run's files on the API's files route, which server.py serves beside
     the UI (same origin). The browser fetches it as any download, streamed and with ranges, instead of Streamlit
     reading the whole file into the session on the click (its deferred download sometimes brought nothing on
     a loaded machine). The pages only link runs their viewer may see."""
-    from api.context import UrlSigner
     from api.shapes import file_url
-    from taskqueue.keys import signing_secret
 
-    return file_url("/api", UrlSigner(signing_secret(settings), settings.signed_url_seconds), run.id, name)
+    return file_url("/api", studio.signer, run.id, name)
 
 
 # --- estimates ----------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ def video_card(run: Run, names: dict[str, str]) -> None:
         st.caption(f":material/music_note: {audio.get('songTitle', 'Song')} · {ui.format_clip(audio)}  \n"
                    f":material/person: {names.get(run.artist_account_id, run.artist_slug)}  \n"
                    f":material/style: {ui.template_label(run.template)} · {ui.format_ago(run.finished_at)}")
-        links = [("MP4", download_url(settings, run, "video.mp4"), f"{run.id}.mp4")]
+        links = [("MP4", download_url(studio, run, "video.mp4"), f"{run.id}.mp4")]
         if poster_path(settings, run).is_file():
-            links.append(("Poster", download_url(settings, run, "poster.jpg"), f"{run.id}.jpg"))
+            links.append(("Poster", download_url(studio, run, "poster.jpg"), f"{run.id}.jpg"))
         ui.download_links(links)
         st.page_link(ui.page_path("runs"), label="Details", query_params={"run": run.id},
                      icon=":material/info:")

@@ -191,9 +191,9 @@ def run_detail(run_id: str) -> None:
                 v_col, d_col = st.columns([1, 1])
                 v_col.video(str(video_path(studio.settings, run)), width=300)
                 with d_col:
-                    links = [("Download MP4", download_url(studio.settings, run, "video.mp4"), f"{run.id}.mp4")]
+                    links = [("Download MP4", download_url(studio, run, "video.mp4"), f"{run.id}.mp4")]
                     if poster_path(studio.settings, run).is_file():
-                        links.append(("Download poster", download_url(studio.settings, run, "poster.jpg"),
+                        links.append(("Download poster", download_url(studio, run, "poster.jpg"),
                                       f"{run.id}.jpg"))
                     ui.download_links(links, wide=True)
             st.subheader("Timeline", anchor=False)

@@ -21,7 +21,7 @@ from pipeline.errors import FetchError
 from pipeline.fetch import check_url, limits_from_settings, pinned_transport, resolve_host
 from pipeline.settings import Settings
 from taskqueue.background import BackgroundLoop
-from taskqueue.keys import signing_secret, webhook_secret
+from taskqueue.keys import webhook_secret
 from taskqueue.store import CANCELED, COMPLETED, CRASHED, FAILED, TIMED_OUT, Run, RunStore
 
 log = logging.getLogger("taskqueue.webhooks")
@@ -64,7 +64,7 @@ class WebhookSender:
         from api.shapes import shape_run
 
         self._shape_run = shape_run
-        self._signer = UrlSigner(signing_secret(settings), settings.signed_url_seconds)
+        self._signer = UrlSigner.for_settings(settings)
         self._base = api_base(settings)
 
     def run_object(self, run: Run) -> dict:

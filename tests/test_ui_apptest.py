@@ -289,12 +289,10 @@ def downloads(at: AppTest) -> list[tuple[str, str]]:
 def signed_for(href: str, run_id: str) -> bool:
     """The link names one file of `run_id` on the API's files route with a token the API accepts."""
     from api.context import UrlSigner
-    from taskqueue.keys import signing_secret
 
     path, _, query = href.partition("?token=")
     parts = path.split("/")  # "", "api", "files", run, name
-    settings = get_settings()
-    signer = UrlSigner(signing_secret(settings), settings.signed_url_seconds)
+    signer = UrlSigner.for_settings(get_settings())
     return parts[:4] == ["", "api", "files", run_id] and signer.verify(query, "run", run_id, parts[4])
 
 
